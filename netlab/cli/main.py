@@ -1,0 +1,52 @@
+"""The `netlab` click group and its error boundary.
+
+Library code raises `netlab.errors.NetlabError`; here it becomes one line on stderr and a
+non-zero exit. Anything else is a bug: it also gets one line, plus the traceback in a file, so
+that bad input never shows a user a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import traceback
+
+import click
+
+from netlab.errors import NetlabError
+
+EXIT_ERROR = 1
+EXIT_BUG = 70
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="netlab-kube", prog_name="netlab")
+def cli() -> None:
+    """A container networking lab: real pod networks, services and a small control plane."""
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_ERROR)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except NetlabError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:
+        if os.environ.get("NETLAB_DEBUG"):
+            raise
+        fd, path = tempfile.mkstemp(prefix="netlab-crash-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            traceback.print_exc(file=f)
+        click.echo(f"internal error: {type(e).__name__}: {e} (traceback in {path})", err=True)
+        sys.exit(EXIT_BUG)

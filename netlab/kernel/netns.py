@@ -1,0 +1,148 @@
+"""Named network namespaces, and running a little code inside one.
+
+Named namespaces are bind mounts under `/run/netns`, exactly as `ip netns add` makes them, so
+`ip netns list` and `ip netns exec` see everything the lab builds.
+
+Code that must run *inside* a namespace (opening a netlink socket there, writing a per-namespace
+sysctl) runs on a short-lived thread that joins the namespace with setns(2) and then exits.
+setns affects only the calling thread, so the process's main thread never changes namespace,
+and a thread that ends cannot leak its namespace to later work. pyroute2 does the same job by
+forking a child per socket, which costs about 7 ms here against under 1 ms for a thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from pyroute2 import netns as _pr_netns
+
+from netlab.errors import KernelError, NotFound
+
+NETNS_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUTS = 0x04000000
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+T = TypeVar("T")
+
+
+def netns_path(name_or_path: str) -> str:
+    """A netns name becomes its `/run/netns` path; a path is returned unchanged."""
+    return name_or_path if "/" in name_or_path else f"{NETNS_DIR}/{name_or_path}"
+
+
+def list_netns() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def netns_exists(name: str) -> bool:
+    return os.path.exists(netns_path(name))
+
+
+def ensure_netns(name: str) -> bool:
+    """Create the named namespace unless it exists. Returns True when it was created."""
+    if netns_exists(name):
+        return False
+    try:
+        _pr_netns.create(name)
+    except OSError as e:
+        if e.errno == errno.EEXIST:
+            return False
+        raise KernelError(f"cannot create network namespace {name}: {e.strerror}", e.errno) from e
+    return True
+
+
+def delete_netns(name: str) -> bool:
+    """Unmount and remove the named namespace. Returns False when it was already gone.
+
+    The namespace itself lives on while a process or an open fd still holds it; callers that
+    own such processes stop them first.
+    """
+    path = netns_path(name)
+    if not os.path.exists(path):
+        return False
+    _libc.umount2(path.encode(), 2)  # MNT_DETACH; EINVAL when not mounted is fine
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise KernelError(f"cannot remove network namespace {name}: {e.strerror}", e.errno) from e
+    return True
+
+
+def netns_inode(name_or_path: str) -> int:
+    try:
+        return os.stat(netns_path(name_or_path)).st_ino
+    except FileNotFoundError:
+        raise NotFound(f"network namespace {name_or_path} does not exist") from None
+
+
+def netns_pids(name: str) -> list[int]:
+    """Processes whose network namespace is `name` (found through /proc, not by name)."""
+    try:
+        st = os.stat(netns_path(name))
+    except FileNotFoundError:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            pst = os.stat(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue
+        if (pst.st_dev, pst.st_ino) == (st.st_dev, st.st_ino):
+            pids.append(int(entry))
+    return pids
+
+
+def setns_current_thread(path: str, nstype: int = CLONE_NEWNET) -> None:
+    """Join the calling thread to the namespace at `path`. For throwaway threads only."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotFound(f"namespace {path} does not exist") from None
+    try:
+        if _libc.setns(fd, nstype) != 0:
+            err = ctypes.get_errno()
+            raise KernelError(f"cannot enter namespace {path}: {os.strerror(err)}", err)
+    finally:
+        os.close(fd)
+
+
+def run_in_netns(name_or_path: str | None, fn: Callable[[], T]) -> T:
+    """Run `fn` on a fresh thread joined to the namespace and return its result.
+
+    With `None`, `fn` runs in the caller's own namespace (useful for code such as a CNI
+    plugin, which the runtime already started in the right namespace).
+    """
+    if name_or_path is None:
+        return fn()
+    path = netns_path(name_or_path)
+    box: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            setns_current_thread(path)
+            box["value"] = fn()
+        except BaseException as e:  # handed to the caller's thread below
+            box["error"] = e
+
+    t = threading.Thread(target=work, name=f"netns:{name_or_path}")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""kube-proxy: one Services/Endpoints model and its data-plane modes."""

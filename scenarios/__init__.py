@@ -1,0 +1,1 @@
+"""Packet-walk scenarios that show every hop of a Kubernetes packet path."""

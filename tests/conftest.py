@@ -1,0 +1,94 @@
+"""Shared test plumbing: requirement markers, per-test labs, and the host-untouched check.
+
+Tests are marked by what they need (`root`, `etcd`, `bpf`, `ipvs_vm`, `vagrant`). A marked test
+is skipped, with the reason, only when its requirement is really absent on this machine; the
+setup step installs all of them except Vagrant.
+
+Every integration test gets its own `Layout`: a name prefix `nl-t<hex>-` and private state and
+run directories, so tests never meet each other's namespaces or files. At the end of the
+session the host's own network namespace must look exactly as it did at the start.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netlab.layout import Layout
+from tests import hostsnap
+
+
+def _missing(marker: str) -> str | None:
+    if marker == "root":
+        return None if os.geteuid() == 0 else "needs root"
+    if marker == "etcd":
+        return None if shutil.which("etcd") else "etcd is not installed (apt-get install etcd-server)"
+    if marker == "bpf":
+        try:
+            import bcc  # noqa: F401
+        except ImportError:
+            return "bcc is not importable (apt-get install python3-bpfcc; venv with system site-packages)"
+        return None
+    if marker == "ipvs_vm":
+        return None if shutil.which("vng") else "virtme-ng (vng) is not installed"
+    if marker == "vagrant":
+        return None if shutil.which("vagrant") else "vagrant is not installed"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for marker in ("root", "etcd", "bpf", "ipvs_vm", "vagrant"):
+            if item.get_closest_marker(marker):
+                reason = _missing(marker)
+                if reason:
+                    item.add_marker(pytest.mark.skip(reason=f"{marker}: {reason}"))
+
+
+_before: dict[str, str] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.geteuid() == 0:
+        _before.update(hostsnap.snapshot())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _before:
+        return
+    problems = hostsnap.differences(_before, hostsnap.snapshot())
+    if problems:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = "\n\n".join(problems)
+        if reporter:
+            reporter.write_sep("=", "the test suite changed the host's network namespace", red=True)
+            reporter.write_line(text)
+        else:
+            print(text)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Iterator[Layout]:
+    """A private lab identity: unique name prefix, private state and run directories."""
+    lay = Layout(
+        prefix=f"nl-t{secrets.token_hex(3)}-",
+        state_dir=tmp_path / "state",
+        run_dir=tmp_path / "run",
+    )
+    yield lay
+    from netlab import kernel
+
+    for name in kernel.list_netns():
+        if name.startswith(lay.prefix):
+            for pid in kernel.netns_pids(name):
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            kernel.delete_netns(name)
