@@ -11,6 +11,7 @@ session the host's own network namespace must look exactly as it did at the star
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -87,8 +88,6 @@ def layout(tmp_path: Path) -> Iterator[Layout]:
     for name in kernel.list_netns():
         if name.startswith(lay.prefix):
             for pid in kernel.netns_pids(name):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
             kernel.delete_netns(name)

@@ -1,0 +1,164 @@
+"""Long-running lab components as supervised host processes (etcd, apiserver, node agents).
+
+`netlab up` starts each component as a detached child in its own session, with its output in a
+log file and its pid in a pid file under the lab's run directory. The pid file also records the
+process's start time (from /proc/<pid>/stat), so a later `stop` never signals an unrelated
+process that happens to reuse the pid: cleanup acts on what netlab started and nothing else,
+never on a process name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from netlab.errors import AlreadyExists, NetlabError
+from netlab.layout import Layout
+
+
+@dataclass(frozen=True)
+class Running:
+    name: str
+    pid: int
+    log: Path
+
+
+def _pid_dir(layout: Layout) -> Path:
+    return layout.run_dir / "pids"
+
+
+def log_path(layout: Layout, name: str) -> Path:
+    return layout.run_dir / "logs" / f"{name}.log"
+
+
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat: the process start time in clock ticks since boot."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # the command name (field 2) may contain spaces; fields after it are plain
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _alive(pid: int, start: str) -> bool:
+    st = _start_time(pid)
+    if st is None or st != start:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _read_pidfile(path: Path) -> tuple[int, str] | None:
+    try:
+        pid_s, start = path.read_text().split()
+        return int(pid_s), start
+    except (OSError, ValueError):
+        return None
+
+
+def running(layout: Layout, name: str) -> Running | None:
+    entry = _read_pidfile(_pid_dir(layout) / f"{name}.pid")
+    if entry and _alive(*entry):
+        return Running(name, entry[0], log_path(layout, name))
+    return None
+
+
+def list_running(layout: Layout) -> list[Running]:
+    try:
+        names = sorted(p.stem for p in _pid_dir(layout).glob("*.pid"))
+    except FileNotFoundError:
+        return []
+    return [r for n in names if (r := running(layout, n))]
+
+
+def start(
+    layout: Layout,
+    name: str,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Running:
+    """Start `argv` detached, logging to the component's log file. Fails if already running."""
+    if running(layout, name):
+        raise AlreadyExists(f"component {name} is already running")
+    _pid_dir(layout).mkdir(parents=True, exist_ok=True)
+    log = log_path(layout, name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **layout.env(), **(env or {})}
+    with open(log, "ab") as out:
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except FileNotFoundError:
+            raise NetlabError(f"cannot start {name}: {argv[0]} not found") from None
+    start_time = None
+    for _ in range(100):
+        start_time = _start_time(proc.pid)
+        if start_time:
+            break
+        time.sleep(0.001)
+    (_pid_dir(layout) / f"{name}.pid").write_text(f"{proc.pid} {start_time}\n")
+    return Running(name, proc.pid, log)
+
+
+def stop(layout: Layout, name: str, timeout: float = 10.0) -> bool:
+    """SIGTERM the component, SIGKILL after `timeout`. Returns False if it was not running."""
+    pidfile = _pid_dir(layout) / f"{name}.pid"
+    entry = _read_pidfile(pidfile)
+    stopped = False
+    if entry and _alive(*entry):
+        pid, start_time = entry
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid, start_time) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.02)
+        if _alive(pid, start_time):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            while _alive(pid, start_time):
+                _reap(pid)
+                time.sleep(0.01)
+        _reap(pid)
+        stopped = True
+    pidfile.unlink(missing_ok=True)
+    return stopped
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the component is our own child (started by this process)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def wait_exit(layout: Layout, name: str, timeout: float) -> bool:
+    """Wait until the component is gone; True when it exited within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = running(layout, name)
+        if r is None:
+            return True
+        _reap(r.pid)
+        time.sleep(0.02)
+    return running(layout, name) is None
