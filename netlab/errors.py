@@ -39,5 +39,9 @@ class PrerequisiteError(NetlabError):
     """A program, kernel feature or privilege netlab needs is missing."""
 
 
+class Unavailable(NetlabError):
+    """A service netlab talks to (etcd, the apiserver) cannot be reached; the message names it."""
+
+
 class TryAgain(NetlabError):
     """A transient condition; the caller should retry later."""

@@ -91,3 +91,51 @@ def layout(tmp_path: Path) -> Iterator[Layout]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, 9)
             kernel.delete_netns(name)
+
+
+class EtcdForTest:
+    """A real etcd on free loopback ports with private data; restartable on the same port."""
+
+    def __init__(self, base: Path) -> None:
+        self.layout = Layout(
+            prefix=f"nl-t{secrets.token_hex(3)}-", state_dir=base / "state", run_dir=base / "run"
+        )
+        self.port: int | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        from netlab.etcd import server
+
+        # a short progress interval lets tests see progress notifications quickly
+        self.url = server.start(
+            self.layout, port=self.port, any_port=self.port is None, progress_interval="1s"
+        )
+        self.port = int(self.url.rsplit(":", 1)[1])
+        return self.url
+
+    def stop(self) -> None:
+        from netlab.etcd import server
+
+        server.stop(self.layout)
+
+
+@pytest.fixture(scope="session")
+def etcd_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One etcd for the whole session; tests keep to their own key prefixes."""
+    e = EtcdForTest(tmp_path_factory.mktemp("etcd-shared"))
+    e.start()
+    try:
+        yield e.url
+    finally:
+        e.stop()
+
+
+@pytest.fixture
+def etcd_server(tmp_path: Path) -> Iterator[EtcdForTest]:
+    """A private etcd for tests that stop and restart it."""
+    e = EtcdForTest(tmp_path / "etcd")
+    e.start()
+    try:
+        yield e
+    finally:
+        e.stop()

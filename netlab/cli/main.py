@@ -50,3 +50,13 @@ def main() -> None:
             traceback.print_exc(file=f)
         click.echo(f"internal error: {type(e).__name__}: {e} (traceback in {path})", err=True)
         sys.exit(EXIT_BUG)
+
+
+def _register() -> None:
+    # each verb lives in its own module under netlab/cli; heavy imports stay inside the verbs
+    from netlab.cli.etcd import etcd_cmd
+
+    cli.add_command(etcd_cmd)
+
+
+_register()
