@@ -1,0 +1,65 @@
+"""Each node's default CNI network configuration, rendered as data.
+
+Like a Kubernetes node, every lab node has a CNI config directory (`layout.cni_conf_dir`)
+holding one conflist; the node's runtime reads it for every pod. The default network is a
+plain bridge: `netlab-bridge` puts pods on the node's `cni0`, which carries the node's pod
+gateway (`isGateway`), masquerades traffic leaving the pod network (`ipMasq`) and lets a pod
+reach itself through a Service (`hairpinMode`); `netlab-host-local` hands out addresses from
+the node's own pod subnet and keeps its allocations under the lab's state directory, not in
+the host's `/var/lib/cni`. Pods get a default route through the gateway, as in Kubernetes, so
+Services and other nodes' pods are reached through the node.
+
+`render_node_conflist` is pure (golden-tested); `write_node_conflist` puts it in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from netlab.lab.topology import Node, Topology
+from netlab.layout import Layout
+
+CNI_VERSION = "1.0.0"
+NETWORK_NAME = "netlab"
+CONFLIST_FILE = "10-netlab.conflist"
+BRIDGE = "cni0"
+
+
+def render_node_conflist(topology: Topology, node: Node, ipam_dir: Path) -> dict[str, Any]:
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": NETWORK_NAME,
+        "plugins": [
+            {
+                "type": "netlab-bridge",
+                "bridge": BRIDGE,
+                "isGateway": True,
+                "ipMasq": True,
+                "hairpinMode": True,
+                "mtu": topology.mtu,
+                "ipam": {
+                    "type": "netlab-host-local",
+                    "ranges": [[{"subnet": str(node.pod_cidr), "gateway": str(node.pod_gateway)}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": str(ipam_dir),
+                },
+            }
+        ],
+    }
+
+
+def conflist_path(layout: Layout, node: str) -> Path:
+    return layout.cni_conf_dir(node) / CONFLIST_FILE
+
+
+def write_node_conflist(layout: Layout, topology: Topology, node: Node) -> Path:
+    path = conflist_path(layout, node.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conf = render_node_conflist(topology, node, layout.ipam_dir(node.name))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(conf, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
