@@ -26,12 +26,29 @@ def cli() -> None:
     """A container networking lab: real pod networks, services and a small control plane."""
 
 
+def _register() -> None:
+    # each verb lives in its own module; importing it here is what makes it part of `netlab`
+    from netlab.cli import doctor, lab
+
+    for module in (lab, doctor):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(EXIT_ERROR)
+    except click.UsageError as e:
+        # one line, like every other error; the usage text is one `-h` away
+        where = e.ctx.command_path if e.ctx else "netlab"
+        click.echo(f"error: {e.format_message().rstrip('.')} (see `{where} -h`)", err=True)
+        sys.exit(e.exit_code)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)

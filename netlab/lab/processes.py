@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from netlab import kernel
 from netlab.errors import AlreadyExists, NetlabError
 from netlab.layout import Layout
 
@@ -37,8 +38,8 @@ def log_path(layout: Layout, name: str) -> Path:
     return layout.run_dir / "logs" / f"{name}.log"
 
 
-def _start_time(pid: int) -> str | None:
-    """Field 22 of /proc/<pid>/stat: the process start time in clock ticks since boot."""
+def start_time(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat: the start time in clock ticks since boot (None: no such pid)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
@@ -48,8 +49,13 @@ def _start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
-def _alive(pid: int, start: str) -> bool:
-    st = _start_time(pid)
+def is_alive(pid: int, start: str) -> bool:
+    """True while the process recorded as (`pid`, `start`) runs; a zombie counts as gone.
+
+    Together with the pid, the start time identifies one process for its whole life, so a
+    later process that reuses the pid is never mistaken for it.
+    """
+    st = start_time(pid)
     if st is None or st != start:
         return False
     try:
@@ -70,7 +76,7 @@ def _read_pidfile(path: Path) -> tuple[int, str] | None:
 
 def running(layout: Layout, name: str) -> Running | None:
     entry = _read_pidfile(_pid_dir(layout) / f"{name}.pid")
-    if entry and _alive(*entry):
+    if entry and is_alive(*entry):
         return Running(name, entry[0], log_path(layout, name))
     return None
 
@@ -111,13 +117,13 @@ def start(
             )
         except FileNotFoundError:
             raise NetlabError(f"cannot start {name}: {argv[0]} not found") from None
-    start_time = None
+    started = None
     for _ in range(100):
-        start_time = _start_time(proc.pid)
-        if start_time:
+        started = start_time(proc.pid)
+        if started:
             break
         time.sleep(0.001)
-    (_pid_dir(layout) / f"{name}.pid").write_text(f"{proc.pid} {start_time}\n")
+    (_pid_dir(layout) / f"{name}.pid").write_text(f"{proc.pid} {started}\n")
     return Running(name, proc.pid, log)
 
 
@@ -126,18 +132,18 @@ def stop(layout: Layout, name: str, timeout: float = 10.0) -> bool:
     pidfile = _pid_dir(layout) / f"{name}.pid"
     entry = _read_pidfile(pidfile)
     stopped = False
-    if entry and _alive(*entry):
-        pid, start_time = entry
+    if entry and is_alive(*entry):
+        pid, started = entry
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(pid, start_time) and time.monotonic() < deadline:
+        while is_alive(pid, started) and time.monotonic() < deadline:
             _reap(pid)
             time.sleep(0.02)
-        if _alive(pid, start_time):
+        if is_alive(pid, started):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            while _alive(pid, start_time):
+            while is_alive(pid, started):
                 _reap(pid)
                 time.sleep(0.01)
         _reap(pid)
@@ -162,3 +168,28 @@ def wait_exit(layout: Layout, name: str, timeout: float) -> bool:
         _reap(r.pid)
         time.sleep(0.02)
     return running(layout, name) is None
+
+
+def kill_netns_processes(netns: str, timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process whose network namespace is `netns`; wait until none is left.
+
+    Processes are found through their namespace (/proc/<pid>/ns/net), never by name, so only
+    what runs inside the lab's own namespace is touched. This process is never a target.
+    Returns the pids that were signalled.
+    """
+    me = os.getpid()
+    killed: list[int] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = [p for p in kernel.netns_pids(netns) if p != me]
+        if not pids:
+            return killed
+        if time.monotonic() > deadline:
+            raise NetlabError(f"processes {pids} in {netns} did not exit after SIGKILL")
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if pid not in killed:
+                killed.append(pid)
+            _reap(pid)
+        time.sleep(0.01)
