@@ -24,3 +24,6 @@ def etcd_cmd(port: int | None, any_port: bool) -> None:
     config = server.plan(layout, port, any_port)
     click.echo(f"etcd: client URL {config.client_url}, data in {config.data_dir}", err=True)
     sys.exit(server.run_foreground(layout, config))
+
+
+COMMANDS = [etcd_cmd]

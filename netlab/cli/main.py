@@ -28,9 +28,9 @@ def cli() -> None:
 
 def _register() -> None:
     # each verb lives in its own module; importing it here is what makes it part of `netlab`
-    from netlab.cli import doctor, lab
+    from netlab.cli import doctor, etcd, lab
 
-    for module in (lab, doctor):
+    for module in (lab, doctor, etcd):
         for command in module.COMMANDS:
             cli.add_command(command)
 
@@ -68,12 +68,3 @@ def main() -> None:
         click.echo(f"internal error: {type(e).__name__}: {e} (traceback in {path})", err=True)
         sys.exit(EXIT_BUG)
 
-
-def _register() -> None:
-    # each verb lives in its own module under netlab/cli; heavy imports stay inside the verbs
-    from netlab.cli.etcd import etcd_cmd
-
-    cli.add_command(etcd_cmd)
-
-
-_register()
