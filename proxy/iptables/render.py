@@ -1,0 +1,354 @@
+"""iptables mode, the pure half: snapshot in, `iptables-restore` text out.
+
+The layout is kube-proxy's, so what a user reads here is what a real node shows:
+`KUBE-SERVICES` dispatches on VIP:port and ends with the jump to `KUBE-NODEPORTS`;
+`KUBE-SVC-*` balances over `KUBE-SEP-*` with `statistic` probabilities 1/n, 1/(n-1), ...;
+`KUBE-SVL-*` does the same over local endpoints for a Local traffic policy; `KUBE-EXT-*` is
+the entry for NodePorts, external IPs and load-balancer IPs; `KUBE-SEP-*` marks hairpin
+traffic for masquerade and DNATs; `KUBE-MARK-MASQ` sets 0x4000 and `KUBE-POSTROUTING`
+masquerades what carries it. Services without usable endpoints get a REJECT (or, for a Local
+policy whose endpoints live on other nodes, a DROP) in the filter table.
+
+Rendering is split so that a partial sync costs little: `render_service_port` gives each
+service port its own chains plus its lines in the shared dispatch chains; `assemble` puts the
+per-port pieces together; `restore_text` writes only chains whose rules differ from what was
+applied last (all of them on a full sync) and deletes chains no longer wanted. A `:CHAIN`
+line in `iptables-restore --noflush` input creates or flushes that chain and leaves all other
+chains (other owners' included) untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from proxy.mode import NodeInfo
+from proxy.model import Endpoint, ServicePort, ServicePortName, Snapshot, usable_endpoints
+
+MASQ_MARK = "0x4000"
+LARGE_CLUSTER_ENDPOINTS = 1000  # above this, per-endpoint comments are left out (kube-proxy's rule)
+
+NAT, FILTER = "nat", "filter"
+KUBE_SERVICES = "KUBE-SERVICES"
+KUBE_NODEPORTS = "KUBE-NODEPORTS"
+KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
+KUBE_FORWARD = "KUBE-FORWARD"
+KUBE_POSTROUTING = "KUBE-POSTROUTING"
+KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
+
+# Per-service chain prefixes; a chain with one of them and not in the desired set is stale.
+SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
+
+# The chains this mode owns outright, in the order they are written.
+FIXED_CHAINS: tuple[tuple[str, str], ...] = (
+    (FILTER, KUBE_SERVICES),
+    (FILTER, KUBE_EXTERNAL_SERVICES),
+    (FILTER, KUBE_FORWARD),
+    (NAT, KUBE_SERVICES),
+    (NAT, KUBE_NODEPORTS),
+    (NAT, KUBE_POSTROUTING),
+    (NAT, KUBE_MARK_MASQ),
+)
+
+# Jumps from the built-in chains; the applier ensures each exists (iptables -C, then -I).
+JUMP_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (NAT, "PREROUTING", ("-m", "comment", "--comment", "kubernetes service portals", "-j", KUBE_SERVICES)),
+    (NAT, "OUTPUT", ("-m", "comment", "--comment", "kubernetes service portals", "-j", KUBE_SERVICES)),
+    (NAT, "POSTROUTING", ("-m", "comment", "--comment", "kubernetes postrouting rules",
+                          "-j", KUBE_POSTROUTING)),
+    (FILTER, "FORWARD", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment",
+                         "kubernetes service portals", "-j", KUBE_SERVICES)),
+    (FILTER, "OUTPUT", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment",
+                        "kubernetes service portals", "-j", KUBE_SERVICES)),
+    (FILTER, "INPUT", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment",
+                       "kubernetes externally-visible service portals", "-j", KUBE_EXTERNAL_SERVICES)),
+    (FILTER, "FORWARD", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment",
+                         "kubernetes externally-visible service portals", "-j", KUBE_EXTERNAL_SERVICES)),
+    (FILTER, "FORWARD", ("-m", "comment", "--comment", "kubernetes forwarding rules", "-j", KUBE_FORWARD)),
+)  # fmt: skip
+
+Chain = tuple[str, str]  # (table, chain name)
+
+
+@lru_cache(maxsize=65536)
+def _hash16(key: str) -> str:
+    return base64.b32encode(hashlib.sha256(key.encode()).digest()).decode()[:16]
+
+
+def service_chain(prefix: str, spn: ServicePortName) -> str:
+    """kube-proxy's `KUBE-SVC-`/`SVL-`/`EXT-`/`FW-` name: 16 base32 chars of sha256."""
+    return prefix + _hash16(str(spn) + spn.protocol.lower())
+
+
+def endpoint_chain(spn: ServicePortName, ep: Endpoint) -> str:
+    return "KUBE-SEP-" + _hash16(str(spn) + spn.protocol.lower() + str(ep))
+
+
+@dataclass(frozen=True)
+class PortRules:
+    """What one service port contributes: its own chains and its lines in shared chains."""
+
+    chains: Mapping[Chain, tuple[str, ...]] = field(default_factory=dict)
+    shared: Mapping[Chain, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _q(text: str) -> str:
+    """Quoted as iptables-save quotes: only when the text has spaces."""
+    return f'"{text}"' if " " in text else text
+
+
+def _c(text: str) -> str:
+    return f"-m comment --comment {_q(text)}"
+
+
+def _balance(
+    spn: ServicePortName,
+    svc: ServicePort,
+    chain: str,
+    endpoints: tuple[Endpoint, ...],
+    comments: bool,
+) -> list[str]:
+    """Affinity checks, then random choice over the endpoints' chains."""
+    name = str(spn)
+    lines = []
+    if svc.affinity_timeout is not None:
+        for ep in endpoints:
+            sep = endpoint_chain(spn, ep)
+            lines.append(
+                f"-A {chain} -m comment --comment {name} -m recent --name {sep} "
+                f"--rcheck --seconds {svc.affinity_timeout} --reap -j {sep}"
+            )
+    n = len(endpoints)
+    for i, ep in enumerate(endpoints):
+        comment = f"-m comment --comment {_q(f'{name} -> {ep}')} " if comments else ""
+        stat = f"-m statistic --mode random --probability {1.0 / (n - i):0.10f} " if i < n - 1 else ""
+        lines.append(f"-A {chain} {comment}{stat}-j {endpoint_chain(spn, ep)}")
+    return lines
+
+
+def render_service_port(
+    svc: ServicePort,
+    endpoints: tuple[Endpoint, ...],
+    node: NodeInfo,
+    comments: bool = True,
+) -> PortRules:
+    """The rules of one service port: pure, and independent of every other port."""
+    spn = svc.name
+    name = str(spn)
+    proto = svc.protocol.lower()
+    match = f"-m {proto} -p {proto}"
+    choice = usable_endpoints(svc, endpoints, node.name)
+
+    svc_chain = service_chain("KUBE-SVC-", spn)
+    svl_chain = service_chain("KUBE-SVL-", spn)
+    ext_chain = service_chain("KUBE-EXT-", spn)
+    internal_chain = svl_chain if svc.internal_local else svc_chain
+    internal_eps = choice.local if svc.internal_local else choice.cluster
+    external_eps = choice.local if svc.external_local else choice.cluster
+
+    chains: dict[Chain, list[str]] = {}
+    nat_services: list[str] = []
+    nat_nodeports: list[str] = []
+    filter_services: list[str] = []
+    filter_external: list[str] = []
+
+    def no_endpoints_target(local: bool) -> tuple[str, str]:
+        if local and choice.has_any:
+            return "DROP", f"{name} has no local endpoints"
+        return "REJECT", f"{name} has no endpoints"
+
+    vip = f"-d {svc.cluster_ip}/32 --dport {svc.port}"
+    if internal_eps:
+        nat_services.append(
+            f"-A {KUBE_SERVICES} {_c(name + ' cluster IP')} {match} {vip} -j {internal_chain}"
+        )
+    else:
+        target, why = no_endpoints_target(svc.internal_local)
+        filter_services.append(f"-A {KUBE_SERVICES} -m comment --comment {_q(why)} {match} {vip} -j {target}")
+
+    if svc.has_external:
+        external_dsts = [(ip, "external IP") for ip in svc.external_ips] + [
+            (ip, "loadbalancer IP") for ip in svc.load_balancer_ips
+        ]
+        if external_eps:
+            for ip, kind in external_dsts:
+                nat_services.append(
+                    f"-A {KUBE_SERVICES} -m comment --comment {_q(f'{name} {kind}')} {match} "
+                    f"-d {ip}/32 --dport {svc.port} -j {ext_chain}"
+                )
+            if svc.node_port:
+                nat_nodeports.append(
+                    f"-A {KUBE_NODEPORTS} {_c(name)} {match} --dport {svc.node_port} -j {ext_chain}"
+                )
+            ext: list[str] = []
+            if svc.external_local:
+                if choice.cluster:
+                    ext.append(
+                        f"-A {ext_chain} {_c(f'pod traffic for {name} external destinations')} "
+                        f"-s {node.cluster_cidr} -j {svc_chain}"
+                    )
+                    ext.append(
+                        f"-A {ext_chain} -m comment "
+                        f"--comment {_q(f'masquerade LOCAL traffic for {name} external destinations')} "
+                        f"-m addrtype --src-type LOCAL -j {KUBE_MARK_MASQ}"
+                    )
+                    ext.append(
+                        f"-A {ext_chain} -m comment "
+                        f"--comment {_q(f'route LOCAL traffic for {name} external destinations')} "
+                        f"-m addrtype --src-type LOCAL -j {svc_chain}"
+                    )
+                ext.append(f"-A {ext_chain} -j {svl_chain}")
+            else:
+                ext.append(
+                    f"-A {ext_chain} -m comment "
+                    f"--comment {_q(f'masquerade traffic for {name} external destinations')} "
+                    f"-j {KUBE_MARK_MASQ}"
+                )
+                ext.append(f"-A {ext_chain} -j {svc_chain}")
+            chains[(NAT, ext_chain)] = ext
+        else:
+            target, why = no_endpoints_target(svc.external_local)
+            for ip, _ in external_dsts:
+                filter_external.append(
+                    f"-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {_q(why)} {match} "
+                    f"-d {ip}/32 --dport {svc.port} -j {target}"
+                )
+            if svc.node_port:
+                filter_external.append(
+                    f"-A {KUBE_EXTERNAL_SERVICES} {_c(why)} -m addrtype --dst-type LOCAL "
+                    f"{match} --dport {svc.node_port} -j {target}"
+                )
+
+    # the cluster chain exists when something jumps to it: KUBE-SERVICES (Cluster internal
+    # policy) or KUBE-EXT (external traffic, either policy: pod and local sources use it)
+    uses_svc_chain = bool(choice.cluster) and (not svc.internal_local or bool(external_eps))
+    if uses_svc_chain:
+        lines = [
+            f"-A {svc_chain} -m comment --comment {_q(name + ' cluster IP')} {match} {vip} "
+            f"! -s {node.cluster_cidr} -j {KUBE_MARK_MASQ}"
+        ]
+        lines += _balance(spn, svc, svc_chain, choice.cluster, comments)
+        chains[(NAT, svc_chain)] = lines
+    if choice.local and svc.uses_local_endpoints:
+        chains[(NAT, svl_chain)] = _balance(spn, svc, svl_chain, choice.local, comments)
+
+    for ep in choice.reachable:
+        sep = endpoint_chain(spn, ep)
+        c = f"-m comment --comment {name} " if comments else ""
+        recent = f"-m recent --name {sep} --set " if svc.affinity_timeout is not None else ""
+        chains[(NAT, sep)] = [
+            f"-A {sep} {c}-s {ep.ip}/32 -j {KUBE_MARK_MASQ}",
+            f"-A {sep} {c}{recent}{match} -j DNAT --to-destination {ep}",
+        ]
+
+    shared: dict[Chain, tuple[str, ...]] = {}
+    for key, lines in (
+        ((NAT, KUBE_SERVICES), nat_services),
+        ((NAT, KUBE_NODEPORTS), nat_nodeports),
+        ((FILTER, KUBE_SERVICES), filter_services),
+        ((FILTER, KUBE_EXTERNAL_SERVICES), filter_external),
+    ):
+        if lines:
+            shared[key] = tuple(lines)
+    return PortRules({k: tuple(v) for k, v in chains.items()}, shared)
+
+
+def fixed_rules() -> dict[Chain, list[str]]:
+    """The rules of the chains every sync writes, before the services' lines are added."""
+    return {
+        (FILTER, KUBE_SERVICES): [],
+        (FILTER, KUBE_EXTERNAL_SERVICES): [],
+        (FILTER, KUBE_FORWARD): [
+            f"-A {KUBE_FORWARD} -m conntrack --ctstate INVALID -j DROP",
+            f"-A {KUBE_FORWARD} -m comment --comment {_q('kubernetes forwarding rules')} "
+            f"-m mark --mark {MASQ_MARK}/{MASQ_MARK} -j ACCEPT",
+            f"-A {KUBE_FORWARD} -m comment --comment {_q('kubernetes forwarding conntrack rule')} "
+            "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        ],
+        (NAT, KUBE_SERVICES): [],
+        (NAT, KUBE_NODEPORTS): [],
+        (NAT, KUBE_POSTROUTING): [
+            f"-A {KUBE_POSTROUTING} -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN",
+            f"-A {KUBE_POSTROUTING} -j MARK --xor-mark {MASQ_MARK}",
+            f"-A {KUBE_POSTROUTING} -m comment --comment {_q('kubernetes service traffic requiring SNAT')} "
+            "-j MASQUERADE --random-fully",
+        ],
+        (NAT, KUBE_MARK_MASQ): [f"-A {KUBE_MARK_MASQ} -j MARK --or-mark {MASQ_MARK}"],
+    }
+
+
+NODEPORTS_JUMP = (
+    f"-A {KUBE_SERVICES} -m comment "
+    f"--comment {_q('kubernetes service nodeports; NOTE: this must be the last rule in this chain')} "
+    f"-m addrtype --dst-type LOCAL -j {KUBE_NODEPORTS}"
+)
+
+
+def assemble(ports: Iterable[PortRules]) -> dict[Chain, tuple[str, ...]]:
+    """Every chain the mode wants, with its rules: fixed chains, shared lines, own chains."""
+    chains = fixed_rules()
+    own: dict[Chain, tuple[str, ...]] = {}
+    for pr in ports:
+        for key, lines in pr.shared.items():
+            chains[key].extend(lines)
+        own.update(pr.chains)
+    chains[(NAT, KUBE_SERVICES)].append(NODEPORTS_JUMP)
+    out: dict[Chain, tuple[str, ...]] = {k: tuple(v) for k, v in chains.items()}
+    out.update(own)
+    return out
+
+
+def is_large(snapshot: Snapshot) -> bool:
+    return sum(len(v) for v in snapshot.endpoints.values()) > LARGE_CLUSTER_ENDPOINTS
+
+
+def render(snapshot: Snapshot, node: NodeInfo) -> dict[Chain, tuple[str, ...]]:
+    """All chains for a snapshot (what a full sync writes)."""
+    comments = not is_large(snapshot)
+    return assemble(
+        render_service_port(snapshot.services[spn], snapshot.endpoints_of(spn), node, comments)
+        for spn in sorted(snapshot.services)
+    )
+
+
+def _order(key: Chain) -> tuple[int, int, str]:
+    table, chain = key
+    fixed = FIXED_CHAINS.index(key) if key in FIXED_CHAINS else len(FIXED_CHAINS)
+    return (0 if table == FILTER else 1, fixed, chain)
+
+
+def restore_text(
+    desired: Mapping[Chain, tuple[str, ...]],
+    applied: Mapping[Chain, tuple[str, ...]] | None,
+    existing: Iterable[Chain] = (),
+) -> str:
+    """`iptables-restore --noflush` input that turns `applied` into `desired`.
+
+    With `applied` None (a full sync) every desired chain is written. Otherwise only chains
+    whose rules changed. Chains in `applied` or `existing` (found in the kernel) that are not
+    desired and carry a per-service prefix are flushed and deleted; flushing all of them before
+    any `-X` lets chains that jump to each other go in one transaction.
+    """
+    write = [k for k in desired if applied is None or applied.get(k) != desired[k]]
+    gone = {
+        k
+        for k in (*(applied or ()), *existing)
+        if k not in desired and k[1].startswith(SERVICE_CHAIN_PREFIXES)
+    }
+    out: list[str] = []
+    for table in (FILTER, NAT):
+        mine = sorted((k for k in write if k[0] == table), key=_order)
+        stale = sorted(k for k in gone if k[0] == table)
+        if not mine and not stale:
+            continue
+        out.append(f"*{table}")
+        out.extend(f":{chain} - [0:0]" for _, chain in mine)
+        out.extend(f":{chain} - [0:0]" for _, chain in stale)
+        for key in mine:
+            out.extend(desired[key])
+        out.extend(f"-X {chain}" for _, chain in stale)
+        out.append("COMMIT")
+    return "\n".join(out) + "\n" if out else ""

@@ -1,0 +1,127 @@
+"""Golden files for the iptables renderer: one per feature of kube-proxy's layout."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.iptables import render as r
+from proxy.mode import NodeInfo
+from proxy.model import Endpoint, ServicePort, ServicePortName, Snapshot
+from tests.unit.proxy.golden import check_golden
+
+NODE = NodeInfo("node1", cluster_cidr="10.244.0.0/16")
+WEB = ServicePortName("default", "web", "http", "TCP")
+DNS = ServicePortName("kube-system", "dns", "dns", "UDP")
+
+
+def ep(ip: str, node: str = "node1", port: int = 8080, **kw) -> Endpoint:
+    return Endpoint(ip, port, node, **kw)
+
+
+def snap(svc: ServicePort, *eps: Endpoint) -> Snapshot:
+    return Snapshot({svc.name: svc}, {svc.name: eps})
+
+
+def web(**kw) -> ServicePort:
+    return ServicePort(name=WEB, cluster_ip="10.96.0.10", port=80, **kw)
+
+
+CASES = {
+    "clusterip": snap(web(), ep("10.244.1.5"), ep("10.244.2.7", "node2")),
+    "three_endpoints": snap(web(), ep("10.244.1.5"), ep("10.244.2.7", "node2"), ep("10.244.3.9", "node3")),
+    "affinity": snap(web(affinity_timeout=10800), ep("10.244.1.5"), ep("10.244.2.7", "node2")),
+    "nodeport": snap(web(node_port=30080), ep("10.244.1.5"), ep("10.244.2.7", "node2")),
+    "nodeport_local": snap(
+        web(node_port=30080, external_local=True), ep("10.244.1.5"), ep("10.244.2.7", "node2")
+    ),
+    "nodeport_local_remote_only": snap(web(node_port=30080, external_local=True), ep("10.244.2.7", "node2")),
+    "no_endpoints": snap(web(node_port=30080)),
+    "udp": snap(
+        ServicePort(name=DNS, cluster_ip="10.96.0.53", port=53, node_port=30053),
+        ep("10.244.1.5", port=5353),
+        ep("10.244.2.7", "node2", port=5353),
+    ),
+    "external_ips": snap(
+        web(external_ips=("192.168.56.200",), load_balancer_ips=("192.168.56.201",)), ep("10.244.1.5")
+    ),
+    "terminating_fallback": snap(
+        web(),
+        ep("10.244.1.5", ready=False, serving=True, terminating=True),
+        ep("10.244.2.7", "node2", ready=False, serving=False, terminating=True),
+    ),
+    "internal_local": snap(web(internal_local=True), ep("10.244.1.5"), ep("10.244.2.7", "node2")),
+    "internal_local_remote_only": snap(web(internal_local=True), ep("10.244.2.7", "node2")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_full_sync_golden(case):
+    check_golden(f"iptables/{case}.txt", r.restore_text(r.render(CASES[case], NODE), None))
+
+
+def test_empty_snapshot_writes_only_fixed_chains():
+    check_golden("iptables/empty.txt", r.restore_text(r.render(Snapshot(), NODE), None))
+
+
+def test_partial_sync_writes_changed_chains_and_deletes_stale():
+    db = ServicePort(ServicePortName("default", "db", "", "TCP"), "10.96.0.20", 5432)
+    before = Snapshot(
+        {WEB: web(), db.name: db},
+        {
+            WEB: (ep("10.244.1.5"), ep("10.244.2.7", "node2"), ep("10.244.3.9")),
+            db.name: (ep("10.244.1.8", port=5432),),
+        },
+    )
+    after = Snapshot(
+        {WEB: web(), db.name: db}, {WEB: (ep("10.244.1.5"),), db.name: before.endpoints[db.name]}
+    )
+    applied = r.render(before, NODE)
+    text = r.restore_text(r.render(after, NODE), applied)
+    check_golden("iptables/partial_scale_down.txt", text)
+    # the unchanged service and the unchanged dispatch chain are not touched
+    assert "KUBE-SERVICES" not in text and r.service_chain("KUBE-SVC-", db.name) not in text
+    # nothing changed: nothing to write
+    assert r.restore_text(applied, applied) == ""
+
+
+def test_partial_sync_deleting_a_service():
+    before = CASES["nodeport"]
+    text = r.restore_text(r.render(Snapshot(), NODE), r.render(before, NODE))
+    check_golden("iptables/partial_service_deleted.txt", text)
+
+
+def test_full_sync_deletes_leftover_chains_found_in_the_kernel():
+    leftovers = [
+        ("nat", "KUBE-SVC-LEFTOVERLEFTOVER"),
+        ("nat", "KUBE-SEP-LEFTOVERLEFTOVER"),
+        ("nat", "CNI-abc"),
+    ]
+    text = r.restore_text(r.render(Snapshot(), NODE), None, leftovers)
+    assert "-X KUBE-SVC-LEFTOVERLEFTOVER" in text and "-X KUBE-SEP-LEFTOVERLEFTOVER" in text
+    assert "CNI-abc" not in text
+
+
+def test_chain_names_follow_kube_proxy():
+    # KUBE-SVC-/SEP- + 16 characters of base32(sha256(...)): 25 characters, within 28
+    svc = r.service_chain("KUBE-SVC-", WEB)
+    sep = r.endpoint_chain(WEB, ep("10.244.1.5"))
+    assert len(svc) == len(sep) == 25 and svc.isupper() and sep.startswith("KUBE-SEP-")
+    assert r.service_chain("KUBE-EXT-", WEB)[9:] == svc[9:]
+
+
+def test_probabilities_have_ten_decimals():
+    eps = tuple(ep(f"10.244.1.{i}") for i in range(1, 5))
+    rules = r.render_service_port(web(), eps, NODE).chains[("nat", r.service_chain("KUBE-SVC-", WEB))]
+    probs = [line.split("--probability ")[1].split()[0] for line in rules if "--probability" in line]
+    assert probs == ["0.2500000000", "0.3333333333", "0.5000000000"]
+    assert "statistic" not in rules[-1]
+
+
+def test_large_clusters_drop_endpoint_comments():
+    eps = tuple(ep(f"10.244.{i // 250}.{i % 250 + 1}") for i in range(r.LARGE_CLUSTER_ENDPOINTS + 1))
+    s = snap(web(), *eps)
+    assert r.is_large(s)
+    chains = r.render(s, NODE)
+    sep = chains[("nat", r.endpoint_chain(WEB, eps[0]))]
+    assert all("comment" not in line for line in sep)
+    assert not any("->" in line for line in chains[("nat", r.service_chain("KUBE-SVC-", WEB))])
