@@ -43,6 +43,7 @@ class Proxier:
         self.snapshot = Snapshot()
         self.last: SyncStats | None = None
         self._lock = threading.Lock()  # frontends update the tracker from other threads
+        self._sync_lock = threading.RLock()  # one sync (or mode switch) at a time
         self.runner = SyncRunner(self.sync, min_sync_period, sync_period, retry_period)
 
     def request_sync(self) -> None:
@@ -72,7 +73,19 @@ class Proxier:
             self.tracker.replace_all(services, slices)
         self.request_sync()
 
+    def switch_mode(self, mode: Mode) -> None:
+        """Remove everything the current mode made, then sync the new one from scratch."""
+        with self._sync_lock:
+            old, self.mode = self.mode, mode
+            old.cleanup()
+            self.snapshot = Snapshot()
+            self.sync(True)
+
     def sync(self, full: bool) -> None:
+        with self._sync_lock:
+            self._sync(full)
+
+    def _sync(self, full: bool) -> None:
         with self._lock:
             if not self.tracker.initialized:
                 log.info("waiting for the first list of services and endpoints")

@@ -15,6 +15,7 @@ from netlab.kernel.netns import (
     netns_path,
     netns_pids,
     run_in_netns,
+    spawn_in_netns,
 )
 from netlab.kernel.rtnl import FdbEntry, Link, Neighbour, Route, Rtnl
 from netlab.kernel.sysctl import get_sysctl, set_sysctl
@@ -37,4 +38,5 @@ __all__ = [
     "run",
     "run_in_netns",
     "set_sysctl",
+    "spawn_in_netns",
 ]

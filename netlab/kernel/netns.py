@@ -122,6 +122,25 @@ def setns_current_thread(path: str, nstype: int = CLONE_NEWNET) -> None:
         os.close(fd)
 
 
+def spawn_in_netns(
+    name_or_path: str, fn: Callable[[], object], name: str | None = None, daemon: bool = True
+) -> threading.Thread:
+    """Start `fn` on a new thread that lives in the namespace for its whole run.
+
+    For long-running socket work such as a relay: every socket the thread creates belongs to
+    the namespace. Errors in `fn` end the thread; they are its own to handle.
+    """
+    path = netns_path(name_or_path)
+
+    def work() -> None:
+        setns_current_thread(path)
+        fn()
+
+    t = threading.Thread(target=work, name=name or f"netns:{name_or_path}", daemon=daemon)
+    t.start()
+    return t
+
+
 def run_in_netns(name_or_path: str | None, fn: Callable[[], T]) -> T:
     """Run `fn` on a fresh thread joined to the namespace and return its result.
 

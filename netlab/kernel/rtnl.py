@@ -311,8 +311,7 @@ class Rtnl:
         """The link's addresses as CIDR strings."""
         index = self._index(name_or_index)
         return [
-            f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}"
-            for m in self.ipr.get_addr(index=index, family=family)
+            f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}" for m in self.ipr.get_addr(index=index, family=family)
         ]
 
     def ensure_address(self, name_or_index: str | int, cidr: str) -> bool:

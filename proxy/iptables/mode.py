@@ -105,16 +105,14 @@ class IptablesMode:
 
     def cleanup(self) -> None:
         """Remove the jump rules and every KUBE chain this mode makes, in both backends."""
+        fixed = {c for _, c in FIXED_CHAINS}
         for backend in BACKENDS:
+            present = {t: iptables_chains(self.netns, t, backend) for t in (FILTER, NAT)}
             for table, chain, spec in JUMP_RULES:
-                delete_iptables_rule(self.netns, table, chain, spec, backend)
-            fixed = {c for t, c in FIXED_CHAINS}
+                if spec[-1] in present[table]:  # a jump to a missing chain cannot exist
+                    delete_iptables_rule(self.netns, table, chain, spec, backend)
             for table in (FILTER, NAT):
-                chains = [
-                    c
-                    for c in iptables_chains(self.netns, table, backend)
-                    if c in fixed or c.startswith(SERVICE_CHAIN_PREFIXES)
-                ]
+                chains = [c for c in present[table] if c in fixed or c.startswith(SERVICE_CHAIN_PREFIXES)]
                 delete_iptables_chains(self.netns, table, sorted(chains), backend)
         self._ports, self._applied, self._snapshot, self._large = {}, None, None, None
 

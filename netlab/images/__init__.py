@@ -1,0 +1,1 @@
+"""Programs the lab runs as container images (`netlab/echo` -> `netlab.images.echo`)."""

@@ -1,0 +1,137 @@
+"""userspace mode, the applying half: relays in the node's namespace plus portal rules.
+
+Each service port gets a relay port for as long as the service port exists. While it has
+usable endpoints a relay listens there; without endpoints the relay is stopped and the portal
+still points at the port, so the kernel refuses connections at once (TCP RST, ICMP port
+unreachable for UDP) instead of letting clients time out. userspace mode has no notion of
+traffic policy: Local services use their local endpoints when they have them, like
+kube-proxy's userspace proxy it always hides the client address behind the node's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from netlab.kernel.iptables import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    delete_iptables_chains,
+    delete_iptables_rule,
+    ensure_iptables_rule,
+    iptables_chains,
+    iptables_restore,
+)
+from proxy.iptables.render import NAT, Chain, restore_text
+from proxy.mode import NodeInfo
+from proxy.model import ServicePortName, Snapshot, usable_endpoints
+from proxy.userspace.balancer import RoundRobin
+from proxy.userspace.portals import CHAINS, JUMP_RULES, render_portals
+from proxy.userspace.relay import UDP_IDLE_TIMEOUT, Relay, TcpRelay, UdpRelay
+
+log = logging.getLogger(__name__)
+
+
+class UserspaceMode:
+    name = "userspace"
+
+    def __init__(
+        self,
+        netns: str,
+        node: NodeInfo,
+        iptables_backend: str | None = None,
+        udp_idle_timeout: float = UDP_IDLE_TIMEOUT,
+    ) -> None:
+        self.netns = netns
+        self.node = node
+        self.backend = iptables_backend or DEFAULT_BACKEND
+        self.udp_idle_timeout = udp_idle_timeout
+        self.balancer = RoundRobin()
+        self.relays: dict[ServicePortName, Relay] = {}
+        self.ports: dict[ServicePortName, int] = {}
+        self._snapshot = Snapshot()
+        self._applied: dict[Chain, tuple[str, ...]] | None = None
+
+    def _start(self, spn: ServicePortName, protocol: str) -> Relay:
+        port = self.ports.get(spn, 0)
+        if protocol == "UDP":
+            return UdpRelay(self.netns, spn, self.balancer, port, self.udp_idle_timeout)
+        if protocol == "TCP":
+            return TcpRelay(self.netns, spn, self.balancer, port)
+        raise ValueError(protocol)
+
+    def _stop(self, spn: ServicePortName, close_connections: bool = False) -> None:
+        relay = self.relays.pop(spn, None)
+        if relay is not None:
+            relay.stop(close_connections)
+
+    def sync(self, snapshot: Snapshot, changed: frozenset[ServicePortName] | None) -> None:
+        full = changed is None or self._applied is None
+        todo = set(snapshot.services) | set(self.relays) | set(self.ports) if full else set(changed or ())
+        for spn in sorted(todo):
+            svc = snapshot.services.get(spn)
+            if svc is None or svc.protocol not in ("TCP", "UDP"):
+                self._stop(spn)
+                self.ports.pop(spn, None)
+                self.balancer.remove(spn)
+                continue
+            choice = usable_endpoints(svc, snapshot.endpoints_of(spn), self.node.name)
+            eps = choice.cluster or choice.local
+            self.balancer.update(spn, eps, svc.affinity_timeout)
+            relay = self.relays.get(spn)
+            if relay is not None and relay.protocol != svc.protocol:
+                self._stop(spn)
+                relay = None
+            if eps:
+                if relay is None:
+                    relay = self.relays[spn] = self._start(spn, svc.protocol)
+                    self.ports[spn] = relay.port
+                relay.drop_endpoints_except(set(eps))
+            else:
+                self._stop(spn)
+                if spn not in self.ports:
+                    # reserve a port number for the portal; nothing listens, so it refuses
+                    probe = self._start(spn, svc.protocol)
+                    self.ports[spn] = probe.port
+                    probe.stop()
+        self.balancer.reap()
+        desired = render_portals(snapshot, self.ports, self.node)
+        text = restore_text(desired, None if full else self._applied)
+        try:
+            iptables_restore(self.netns, text, self.backend)
+            if full:
+                for table, chain, spec in JUMP_RULES:
+                    ensure_iptables_rule(self.netns, table, chain, spec, self.backend)
+        except Exception:
+            self._applied = None
+            raise
+        self._applied = desired
+        self._snapshot = snapshot
+
+    def close(self) -> None:
+        for spn in list(self.relays):
+            self._stop(spn, close_connections=True)
+
+    def cleanup(self) -> None:
+        """Close every relay and connection, remove the portal chains and their jumps."""
+        self.close()
+        self.ports.clear()
+        for backend in BACKENDS:
+            present = iptables_chains(self.netns, NAT, backend)
+            for table, chain, spec in JUMP_RULES:
+                if spec[-1] in present:
+                    delete_iptables_rule(self.netns, table, chain, spec, backend)
+            delete_iptables_chains(self.netns, NAT, [c for c in CHAINS if c in present], backend)
+        self._applied = None
+
+    def show(self) -> str:
+        lines = []
+        for spn in sorted(self.ports):
+            svc = self._snapshot.services.get(spn)
+            relay = self.relays.get(spn)
+            where = f"{svc.cluster_ip}:{svc.port}" if svc else "?"
+            if svc and svc.node_port:
+                where += f" nodePort {svc.node_port}"
+            state = f"{relay.active()} active" if relay else "not listening (no endpoints)"
+            eps = ", ".join(str(e) for e in self.balancer.endpoints(spn)) or "-"
+            lines.append(f"{spn} {spn.protocol} {where} -> relay :{self.ports[spn]} ({state}) -> {eps}")
+        return "\n".join(lines)
