@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
 from netlab.cli.output import out
 from netlab.errors import PrerequisiteError
-from netlab.lab import doctor as checks
 from netlab.layout import Layout
 
 
 @click.command()
 def doctor() -> None:
     """Check prerequisites and kernel features; exit non-zero when a required one is missing."""
+    from rich.table import Table
+
+    from netlab.lab import doctor as checks
+
     results = checks.run_checks(Layout.from_env())
     table = Table(title="netlab doctor", title_justify="left")
     for col in ("check", "result", "found", "fix"):

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
 from netlab.cli.output import err, out, steps_display
-from netlab.lab import build, state
-from netlab.lab import clean as cleaning
-from netlab.lab.topology import default_topology, load_topology
 from netlab.layout import Layout
+
+if TYPE_CHECKING:
+    from netlab.lab.state import LabState
 
 
 @click.command()
@@ -25,11 +25,14 @@ from netlab.layout import Layout
 )
 def up(nodes: int | None, topology_file: Path | None) -> None:
     """Build the lab: underlay switch, node namespaces, client, CNI configuration."""
+    from netlab.lab import build
+    from netlab.lab.topology import DEFAULT_NODES, default_topology, load_topology
+
     layout = Layout.from_env()
     if topology_file is not None:
         topology = load_topology(topology_file, nodes)
     else:
-        topology = default_topology(nodes if nodes is not None else 2)
+        topology = default_topology(nodes if nodes is not None else DEFAULT_NODES)
     with steps_display("netlab up") as report:
         lab = build.up(layout, topology, report)
     print_status(layout, lab)
@@ -38,6 +41,8 @@ def up(nodes: int | None, topology_file: Path | None) -> None:
 @click.command()
 def down() -> None:
     """Remove the lab and everything it started; does nothing when no lab is running."""
+    from netlab.lab import build, state
+
     layout = Layout.from_env()
     if not state.exists(layout):
         err.print("no lab is running")
@@ -49,11 +54,17 @@ def down() -> None:
 @click.command()
 def status() -> None:
     """Show the running lab: nodes, addresses, sandboxes."""
+    from netlab.lab import state
+
     layout = Layout.from_env()
     print_status(layout, state.load(layout))
 
 
-def print_status(layout: Layout, lab: state.LabState) -> None:
+def print_status(layout: Layout, lab: LabState) -> None:
+    from rich.table import Table
+
+    from netlab.runtime import sandbox
+
     topo = lab.topology
     table = Table(title=f"lab {layout.prefix} ({lab.status})", title_justify="left")
     for col in ("node", "namespace", "underlay", "pod network"):
@@ -63,12 +74,22 @@ def print_status(layout: Layout, lab: state.LabState) -> None:
     table.add_row("client", layout.client_netns, str(topo.client_ip), "")
     out.print(table)
     out.print(f"underlay {topo.underlay_cidr} in {layout.underlay_netns}, services {topo.service_cidr}")
+    pods = sandbox.list_sandboxes(layout)
+    if pods:
+        table = Table(title="sandboxes", title_justify="left")
+        for col in ("sandbox", "node", "IP", "namespace"):
+            table.add_column(col)
+        for sb in pods:
+            table.add_row(sb.name, sb.node, sb.ip or "-", sb.netns)
+        out.print(table)
 
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 def clean(dry_run: bool) -> None:
     """Remove leftovers of crashed runs: every namespace with the lab prefix, its processes, state."""
+    from netlab.lab import clean as cleaning
+
     layout = Layout.from_env()
     plan = cleaning.plan_clean(layout)
     if not plan.actions:

@@ -7,6 +7,7 @@ that bad input never shows a user a traceback.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -28,9 +29,9 @@ def cli() -> None:
 
 def _register() -> None:
     # each verb lives in its own module; importing it here is what makes it part of `netlab`
-    from netlab.cli import doctor, etcd, lab
+    from netlab.cli import doctor, etcd, lab, sandbox
 
-    for module in (lab, doctor, etcd):
+    for module in (lab, sandbox, doctor, etcd):
         for command in module.COMMANDS:
             cli.add_command(command)
 
@@ -38,7 +39,19 @@ def _register() -> None:
 _register()
 
 
+def _quiet_library_logs() -> None:
+    """Library warnings (a CNI DEL failing while an error is unwound, say) are details of an
+    error the command reports in one line; without a configured handler they would reach
+    stderr through logging's last resort. NETLAB_DEBUG=1 shows them. Daemon verbs that set up
+    their own logging are unaffected."""
+    if os.environ.get("NETLAB_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    else:
+        logging.lastResort = logging.NullHandler()
+
+
 def main() -> None:
+    _quiet_library_logs()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 from collections.abc import Callable
 from functools import partial
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from netlab import kernel, names
 from netlab.errors import AlreadyExists, ConfigError, NetlabError
 from netlab.kernel import Rtnl
-from netlab.lab import cniconf, processes, state
+from netlab.lab import cniconf, pods, processes, state
 from netlab.lab.state import CLIENT_UPLINK, NODE_UPLINK, UNDERLAY_BRIDGE, LabState
 from netlab.lab.topology import Topology
 from netlab.layout import Layout
@@ -33,6 +35,7 @@ from netlab.layout import Layout
 Progress = Callable[[int, int, str], None]
 
 UNDERLAY_PORT_PREFIX = "u-"
+DIST_NAME = "netlab-kube"
 
 
 def underlay_port(node: str) -> str:
@@ -90,10 +93,11 @@ def up(layout: Layout, topology: Topology, progress: Progress = _no_progress) ->
         steps.append((f"client ({topology.client_ip.ip})", lambda: _build_client(layout, topology, undo)))
 
         def write_cni_configs() -> None:
+            link_cni_plugins(layout)
             for node in topology.nodes:
                 cniconf.write_node_conflist(layout, topology, node)
 
-        steps.append(("CNI configuration", write_cni_configs))
+        steps.append(("CNI plugins and configuration", write_cni_configs))
 
         for i, (what, fn) in enumerate(steps):
             progress(i, len(steps), what)
@@ -103,6 +107,27 @@ def up(layout: Layout, topology: Topology, progress: Progress = _no_progress) ->
         progress(len(steps), len(steps), "lab is up")
         undo.pop_all()
     return lab
+
+
+def netlab_plugins() -> dict[str, Path]:
+    """The installed `netlab-*` CNI plugin executables, by name (from the package's scripts)."""
+    bin_dir = Path(sys.executable).parent
+    found = {}
+    for ep in entry_points(group="console_scripts"):
+        if ep.name.startswith("netlab-") and ep.dist is not None and ep.dist.name == DIST_NAME:
+            exe = bin_dir / ep.name
+            if exe.exists():
+                found[ep.name] = exe
+    return found
+
+
+def link_cni_plugins(layout: Layout) -> None:
+    """Link the netlab plugins into the lab's CNI bin dir: one folder to put on CNI_PATH."""
+    layout.cni_bin_dir.mkdir(parents=True, exist_ok=True)
+    for name, exe in netlab_plugins().items():
+        link = layout.cni_bin_dir / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(exe)
 
 
 def _build_underlay(layout: Layout, topology: Topology, undo: contextlib.ExitStack) -> None:
@@ -161,6 +186,7 @@ def down(layout: Layout, progress: Progress = _no_progress) -> bool:
         return False
     lab = state.load(layout)
     steps: list[tuple[str, Callable[[], object]]] = []
+    steps.append(("removing sandboxes", partial(_remove_sandboxes, layout)))
     for comp in reversed(lab.components):
         steps.append((f"stopping {comp}", partial(processes.stop, layout, comp)))
     for ns in reversed(lab_netns(layout, lab.topology)):
@@ -177,6 +203,16 @@ def down(layout: Layout, progress: Progress = _no_progress) -> bool:
     if errors:
         raise NetlabError("; ".join(errors))
     return True
+
+
+def _remove_sandboxes(layout: Layout) -> None:
+    errors = pods.remove_all(layout)
+    # a sandbox that could not be removed cleanly must still not outlive the lab
+    for ns in kernel.list_netns():
+        if ns.startswith(layout.pod_netns("")):
+            _delete_netns(ns)
+    if errors:
+        raise NetlabError("; ".join(errors))
 
 
 def _remove_state(layout: Layout) -> None:

@@ -9,6 +9,10 @@ the node's own pod subnet and keeps its allocations under the lab's state direct
 the host's `/var/lib/cni`. Pods get a default route through the gateway, as in Kubernetes, so
 Services and other nodes' pods are reached through the node.
 
+A second file holds the loopback network (`netlab-loopback`) that the sandbox runtime attaches
+to every pod before the default network, as containerd does; its name sorts last, so a
+runtime that takes the first file of the directory gets the pod network.
+
 `render_node_conflist` is pure (golden-tested); `write_node_conflist` puts it in place.
 """
 
@@ -25,6 +29,8 @@ from netlab.layout import Layout
 CNI_VERSION = "1.0.0"
 NETWORK_NAME = "netlab"
 CONFLIST_FILE = "10-netlab.conflist"
+LOOPBACK_NETWORK = "cni-loopback"
+LOOPBACK_FILE = "99-loopback.conflist"
 BRIDGE = "cni0"
 
 
@@ -51,15 +57,24 @@ def render_node_conflist(topology: Topology, node: Node, ipam_dir: Path) -> dict
     }
 
 
+def render_loopback_conflist() -> dict[str, Any]:
+    """The loopback network every sandbox also gets (`lo` up), as containerd attaches one."""
+    return {"cniVersion": CNI_VERSION, "name": LOOPBACK_NETWORK, "plugins": [{"type": "netlab-loopback"}]}
+
+
 def conflist_path(layout: Layout, node: str) -> Path:
     return layout.cni_conf_dir(node) / CONFLIST_FILE
 
 
 def write_node_conflist(layout: Layout, topology: Topology, node: Node) -> Path:
     path = conflist_path(layout, node.name)
+    _write(path, render_node_conflist(topology, node, layout.ipam_dir(node.name)))
+    _write(layout.cni_conf_dir(node.name) / LOOPBACK_FILE, render_loopback_conflist())
+    return path
+
+
+def _write(path: Path, conf: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    conf = render_node_conflist(topology, node, layout.ipam_dir(node.name))
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(conf, indent=2) + "\n")
     os.replace(tmp, path)
-    return path

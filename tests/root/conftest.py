@@ -51,3 +51,23 @@ def cli(layout: Layout) -> Iterator[Cli]:
     from netlab.lab import clean
 
     clean.apply_clean(layout, clean.plan_clean(layout))
+
+
+REFERENCE_TYPES = {
+    "netlab-bridge": "bridge",
+    "netlab-host-local": "host-local",
+    "netlab-loopback": "loopback",
+}
+
+
+def use_reference_plugins(layout: Layout, node: str) -> None:
+    """Point a node's CNI configs at Debian's reference plugins (same keys, same behaviour)."""
+    import json
+
+    for path in layout.cni_conf_dir(node).glob("*.conflist"):
+        conf = json.loads(path.read_text())
+        for plugin in conf["plugins"]:
+            plugin["type"] = REFERENCE_TYPES.get(plugin["type"], plugin["type"])
+            if "ipam" in plugin:
+                plugin["ipam"]["type"] = REFERENCE_TYPES.get(plugin["ipam"]["type"], plugin["ipam"]["type"])
+        path.write_text(json.dumps(conf))
