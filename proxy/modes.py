@@ -5,6 +5,15 @@ from __future__ import annotations
 from netlab.errors import ConfigError, PrerequisiteError
 from proxy.mode import MODES, Mode, NodeInfo
 
+AVAILABLE = ("userspace", "iptables")
+
+
+def check_available(name: str) -> None:
+    if name not in MODES:
+        raise ConfigError(f"unknown proxy mode {name!r}: use one of {', '.join(MODES)}")
+    if name not in AVAILABLE:
+        raise PrerequisiteError(f"proxy mode {name} is not available yet (available: {', '.join(AVAILABLE)})")
+
 
 def make_mode(name: str, netns: str, node: NodeInfo, iptables_backend: str | None = None) -> Mode:
     if name == "iptables":
@@ -16,6 +25,5 @@ def make_mode(name: str, netns: str, node: NodeInfo, iptables_backend: str | Non
         from proxy.userspace.mode import UserspaceMode
 
         return UserspaceMode(netns, node, iptables_backend=iptables_backend)
-    if name in MODES:
-        raise PrerequisiteError(f"proxy mode {name} is not available yet")
-    raise ConfigError(f"unknown proxy mode {name!r}: use one of {', '.join(MODES)}")
+    check_available(name)
+    raise AssertionError(name)
