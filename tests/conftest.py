@@ -52,17 +52,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 _before: dict[str, str] = {}
+# Prefixes handed out by `layout` in this session. Only their namespaces are checked for leaks,
+# so a suite running beside another one on the same machine is not blamed for its namespaces.
+_issued_prefixes: set[str] = set()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if os.geteuid() == 0:
-        _before.update(hostsnap.snapshot())
+        _before.update(hostsnap.snapshot(_issued_prefixes))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not _before:
         return
-    problems = hostsnap.differences(_before, hostsnap.snapshot())
+    problems = hostsnap.differences(_before, hostsnap.snapshot(_issued_prefixes))
     if problems:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         text = "\n\n".join(problems)
@@ -74,15 +77,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-@pytest.fixture
-def layout(tmp_path: Path) -> Iterator[Layout]:
-    """A private lab identity: unique name prefix, private state and run directories."""
-    lay = Layout(
-        prefix=f"nl-t{secrets.token_hex(3)}-",
-        state_dir=tmp_path / "state",
-        run_dir=tmp_path / "run",
-    )
-    yield lay
+def new_layout(base: Path) -> Layout:
+    """A private lab identity: unique name prefix, state and run directories under `base`."""
+    lay = Layout(prefix=f"nl-t{secrets.token_hex(3)}-", state_dir=base / "state", run_dir=base / "run")
+    _issued_prefixes.add(lay.prefix)
+    return lay
+
+
+def remove_test_namespaces(lay: Layout) -> None:
+    """Kill what runs in the layout's namespaces and remove them (a safety net for failures)."""
     from netlab import kernel
 
     for name in kernel.list_netns():
@@ -93,49 +96,17 @@ def layout(tmp_path: Path) -> Iterator[Layout]:
             kernel.delete_netns(name)
 
 
-class EtcdForTest:
-    """A real etcd on free loopback ports with private data; restartable on the same port."""
-
-    def __init__(self, base: Path) -> None:
-        self.layout = Layout(
-            prefix=f"nl-t{secrets.token_hex(3)}-", state_dir=base / "state", run_dir=base / "run"
-        )
-        self.port: int | None = None
-        self.url = ""
-
-    def start(self) -> str:
-        from netlab.etcd import server
-
-        # a short progress interval lets tests see progress notifications quickly
-        self.url = server.start(
-            self.layout, port=self.port, any_port=self.port is None, progress_interval="1s"
-        )
-        self.port = int(self.url.rsplit(":", 1)[1])
-        return self.url
-
-    def stop(self) -> None:
-        from netlab.etcd import server
-
-        server.stop(self.layout)
-
-
-@pytest.fixture(scope="session")
-def etcd_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One etcd for the whole session; tests keep to their own key prefixes."""
-    e = EtcdForTest(tmp_path_factory.mktemp("etcd-shared"))
-    e.start()
-    try:
-        yield e.url
-    finally:
-        e.stop()
-
-
 @pytest.fixture
-def etcd_server(tmp_path: Path) -> Iterator[EtcdForTest]:
-    """A private etcd for tests that stop and restart it."""
-    e = EtcdForTest(tmp_path / "etcd")
-    e.start()
-    try:
-        yield e
-    finally:
-        e.stop()
+def layout(tmp_path: Path) -> Iterator[Layout]:
+    """A private lab for one test."""
+    lay = new_layout(tmp_path)
+    yield lay
+    remove_test_namespaces(lay)
+
+
+@pytest.fixture(scope="module")
+def module_layout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
+    """A private lab shared by the tests of one module (for labs that are slow to build)."""
+    lay = new_layout(tmp_path_factory.mktemp("lab"))
+    yield lay
+    remove_test_namespaces(lay)

@@ -60,15 +60,16 @@ def _sysctls() -> str:
     return "\n".join(out)
 
 
-def _test_netns() -> str:
+def _test_netns(prefixes: set[str]) -> str:
     try:
         names = os.listdir("/run/netns")
     except FileNotFoundError:
         names = []
-    return "\n".join(sorted(n for n in names if n.startswith("nl-t")))
+    return "\n".join(sorted(n for n in names if any(n.startswith(p) for p in prefixes)))
 
 
-def snapshot() -> dict[str, str]:
+def snapshot(test_prefixes: set[str]) -> dict[str, str]:
+    """`test_prefixes`: the lab prefixes this session handed out; their namespaces must go."""
     return {
         "links": _links(),
         "addresses": _run(["ip", "-o", "addr", "show"]),
@@ -76,7 +77,7 @@ def snapshot() -> dict[str, str]:
         "iptables-nft": _iptables("iptables-nft-save"),
         "iptables-legacy": _iptables("iptables-legacy-save"),
         "sysctls": _sysctls(),
-        "test namespaces": _test_netns(),
+        "test namespaces": _test_netns(test_prefixes),
     }
 
 

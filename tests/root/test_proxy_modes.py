@@ -24,12 +24,8 @@ PODS = {"web-1": "node1", "web-2": "node2", "web-3": "node3"}
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceLab]:
-    import secrets
-
-    tmp = tmp_path_factory.mktemp("svclab")
-    layout = Layout(prefix=f"nl-t{secrets.token_hex(3)}-", state_dir=tmp / "state", run_dir=tmp / "run")
-    lab = ServiceLab(layout, nodes=len(NODES))
+def lab(module_layout: Layout) -> Iterator[ServiceLab]:
+    lab = ServiceLab(module_layout, nodes=len(NODES))
     try:
         for pod, node in PODS.items():
             lab.add_pod(pod, node)
