@@ -46,12 +46,21 @@ class IPAllocator:
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
-            raise AllocationError(Cause(field_name, f'Invalid value: "{ip}": must be a valid IP address')) from None
+            raise AllocationError(
+                Cause(field_name, f'Invalid value: "{ip}": must be a valid IP address')
+            ) from None
         if addr not in self.cidr or addr in (self.cidr.network_address, self.cidr.broadcast_address):
-            raise AllocationError(Cause(field_name, f'Invalid value: "{ip}": provided IP is not in the valid '
-                                        f"range. The range of valid IPs is {self.cidr}"))
+            raise AllocationError(
+                Cause(
+                    field_name,
+                    f'Invalid value: "{ip}": provided IP is not in the valid '
+                    f"range. The range of valid IPs is {self.cidr}",
+                )
+            )
         if str(addr) in self.used:
-            raise AllocationError(Cause(field_name, f'Invalid value: "{ip}": provided IP is already allocated'))
+            raise AllocationError(
+                Cause(field_name, f'Invalid value: "{ip}": provided IP is already allocated')
+            )
         self.used.add(str(addr))
 
     def allocate_next(self, field_name: str = "spec.clusterIP") -> str:
@@ -95,10 +104,17 @@ class PortAllocator:
 
     def allocate(self, port: int, field_name: str) -> None:
         if not self.low <= port <= self.high:
-            raise AllocationError(Cause(field_name, f"Invalid value: {port}: provided port is not in the valid "
-                                        f"range. The range of valid ports is {self}"))
+            raise AllocationError(
+                Cause(
+                    field_name,
+                    f"Invalid value: {port}: provided port is not in the valid "
+                    f"range. The range of valid ports is {self}",
+                )
+            )
         if port in self.used:
-            raise AllocationError(Cause(field_name, f"Invalid value: {port}: provided port is already allocated"))
+            raise AllocationError(
+                Cause(field_name, f"Invalid value: {port}: provided port is already allocated")
+            )
         self.used.add(port)
 
     def allocate_next(self, field_name: str) -> int:

@@ -59,8 +59,10 @@ def ensure_token_file(path: Path) -> None:
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = (f'{secrets.token_urlsafe(32)},admin,admin,"{ADMIN_GROUP}"\n'
-            f'{secrets.token_urlsafe(32)},viewer,viewer,"{READ_ONLY_GROUP}"\n')
+    text = (
+        f'{secrets.token_urlsafe(32)},admin,admin,"{ADMIN_GROUP}"\n'
+        f'{secrets.token_urlsafe(32)},viewer,viewer,"{READ_ONLY_GROUP}"\n'
+    )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)

@@ -31,12 +31,19 @@ _SUB_VERBS = {
     "binding": ["create"],
     "log": ["get"],
 }
-_SUB_KIND = {"binding": ("", "v1", "Binding"), "log": ("", "v1", "Pod"), "scale": ("autoscaling", "v1", "Scale")}
+_SUB_KIND = {
+    "binding": ("", "v1", "Binding"),
+    "log": ("", "v1", "Pod"),
+    "scale": ("autoscaling", "v1", "Scale"),
+}
 
 
 def api_versions(server_address: str) -> dict[str, Any]:
-    return {"kind": "APIVersions", "versions": ["v1"],
-            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}
+    return {
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    }
 
 
 def api_group_list() -> dict[str, Any]:
@@ -57,8 +64,13 @@ def api_group(group: str) -> dict[str, Any] | None:
 
 
 def _entry(r: Resource) -> dict[str, Any]:
-    e: dict[str, Any] = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
-                         "kind": r.kind, "verbs": list(ALL_VERBS)}
+    e: dict[str, Any] = {
+        "name": r.plural,
+        "singularName": r.singular,
+        "namespaced": r.namespaced,
+        "kind": r.kind,
+        "verbs": list(ALL_VERBS),
+    }
     if r.short_names:
         e["shortNames"] = list(r.short_names)
     if r.categories:
@@ -68,8 +80,13 @@ def _entry(r: Resource) -> dict[str, Any]:
 
 
 def _sub_entry(r: Resource, sub: str) -> dict[str, Any]:
-    e: dict[str, Any] = {"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced,
-                         "kind": r.kind, "verbs": _SUB_VERBS[sub]}
+    e: dict[str, Any] = {
+        "name": f"{r.plural}/{sub}",
+        "singularName": "",
+        "namespaced": r.namespaced,
+        "kind": r.kind,
+        "verbs": _SUB_VERBS[sub],
+    }
     if sub in _SUB_KIND:
         g, v, k = _SUB_KIND[sub]
         e["kind"] = k

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from netlab.cluster import resources
@@ -39,8 +40,11 @@ class GarbageCollector:
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         for cache in caches.values():
-            cache.listeners.append(lambda ch, res=cache.res: self._observe(res, ch))
+            cache.listeners.append(self._listener(cache.res))
         registry.on_namespace_deleting = lambda ns: self._queue.put_nowait(("namespace", ns))
+
+    def _listener(self, res: Resource) -> Callable[[Change], None]:
+        return lambda ch: self._observe(res, ch)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -147,8 +151,14 @@ class GarbageCollector:
             for dres, dep in deps:
                 if not (dep["metadata"].get("deletionTimestamp")):
                     await self._delete(dres, dep, "Foreground")
-            blocking = [d for _, d in deps if any(r.get("uid") == uid and r.get("blockOwnerDeletion")
-                                                  for r in d["metadata"].get("ownerReferences") or [])]
+            blocking = [
+                d
+                for _, d in deps
+                if any(
+                    r.get("uid") == uid and r.get("blockOwnerDeletion")
+                    for r in d["metadata"].get("ownerReferences") or []
+                )
+            ]
             if not blocking:
                 await self._remove_finalizer(res, ns, name, "foregroundDeletion")
             # otherwise: each dependent's DELETED event re-queues the owner below
@@ -156,9 +166,16 @@ class GarbageCollector:
     async def _delete(self, res: Resource, obj: Obj, policy: str) -> None:
         meta = obj["metadata"]
         try:
-            await self.registry.delete(res, meta.get("namespace"), meta["name"],
-                                       {"propagationPolicy": policy, "gracePeriodSeconds": None,
-                                        "preconditions": {"uid": meta.get("uid")}})
+            await self.registry.delete(
+                res,
+                meta.get("namespace"),
+                meta["name"],
+                {
+                    "propagationPolicy": policy,
+                    "gracePeriodSeconds": None,
+                    "preconditions": {"uid": meta.get("uid")},
+                },
+            )
         except ApiError as e:
             if e.code not in (404, 409):
                 raise

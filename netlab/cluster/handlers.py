@@ -109,13 +109,23 @@ async def read_body(request: web.Request) -> Any:
     if not raw:
         raise status.bad_request("the request body is empty")
     ctype = request.content_type
+    if "protobuf" in ctype or "cbor" in ctype:
+        # kubectl's typed generators (`kubectl create configmap ...`) send protobuf; we speak JSON
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format "
+            f"({ctype}): this apiserver accepts JSON and YAML bodies; use `kubectl create -f FILE` "
+            "or `kubectl apply -f FILE`",
+        )
     try:
         if "yaml" in ctype:
             return yaml.safe_load(raw)
         return json.loads(raw)
     except (ValueError, yaml.YAMLError) as e:
-        raise status.bad_request(f"the request body is not valid {'YAML' if 'yaml' in ctype else 'JSON'}: "
-                                 f"{str(e).splitlines()[0]}") from None
+        raise status.bad_request(
+            f"the request body is not valid {'YAML' if 'yaml' in ctype else 'JSON'}: {str(e).splitlines()[0]}"
+        ) from None
 
 
 def delete_options(request: web.Request, body: Any) -> Obj:
@@ -179,7 +189,7 @@ class Handlers:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         return json_response(doc)
 
-    async def api(self, request: web.Request) -> web.Response:
+    async def api(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/")
         if path == "/api":
             return json_response(discovery.api_versions(self.server.advertise_address))
@@ -204,10 +214,14 @@ class Handlers:
         verb = self._verb(request, target)
         if not user.may(verb):
             what = target.res.qualified if target.res else "bindings"
-            raise status.forbidden(f'User "{user.name}" cannot {verb} resource "{what}" in API group '
-                                   f'"{target.group}"' + (f' in the namespace "{target.namespace}"'
-                                                          if target.namespace else "") + ": read-only token",
-                                   what, target.name or "")
+            raise status.forbidden(
+                f'User "{user.name}" cannot {verb} resource "{what}" in API group '
+                f'"{target.group}"'
+                + (f' in the namespace "{target.namespace}"' if target.namespace else "")
+                + ": read-only token",
+                what,
+                target.name or "",
+            )
         return await self._dispatch(request, target, verb)
 
     def _verb(self, request: web.Request, t: Target) -> str:
@@ -221,7 +235,8 @@ class Handlers:
         if t.sub == "binding":
             return "create"
         return {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete", "POST": "create"}.get(
-            m, "unknown")
+            m, "unknown"
+        )
 
     async def _dispatch(self, request: web.Request, t: Target, verb: str) -> web.StreamResponse:
         dry_run = bool(request.query.getall("dryRun", []))
@@ -251,10 +266,12 @@ class Handlers:
         if verb == "deletecollection":
             body = await self._optional_body(request)
             keep = self._keep(request, res)
-            objs = await self.registry.delete_collection(res, t.namespace, keep, delete_options(request, body),
-                                                         dry_run=dry_run)
-            return json_response({"kind": res.list_kind_name(), "apiVersion": res.api_version,
-                                  "metadata": {}, "items": objs})
+            objs = await self.registry.delete_collection(
+                res, t.namespace, keep, delete_options(request, body), dry_run=dry_run
+            )
+            return json_response(
+                {"kind": res.list_kind_name(), "apiVersion": res.api_version, "metadata": {}, "items": objs}
+            )
         assert t.name is not None
         if t.sub == "binding":
             if request.method != "POST":
@@ -273,18 +290,28 @@ class Handlers:
             return self._object_or_table(request, res, obj)
         if request.method == "PUT":
             body = await read_body(request)
-            obj = await self.registry.update(res, t.namespace, t.name, body, subresource=t.sub, dry_run=dry_run)
+            obj = await self.registry.update(
+                res, t.namespace, t.name, body, subresource=t.sub, dry_run=dry_run
+            )
             return json_response(obj)
         if request.method == "PATCH":
             body = await read_body(request)
-            obj, code = await self.registry.patch(res, t.namespace, t.name, request.headers.get("Content-Type", ""),
-                                                  body, subresource=t.sub, dry_run=dry_run,
-                                                  field_manager=request.query.get("fieldManager", ""))
+            obj, code = await self.registry.patch(
+                res,
+                t.namespace,
+                t.name,
+                request.headers.get("Content-Type", ""),
+                body,
+                subresource=t.sub,
+                dry_run=dry_run,
+                field_manager=request.query.get("fieldManager", ""),
+            )
             return json_response(obj, code)
         if request.method == "DELETE" and t.sub is None:
             body = await self._optional_body(request)
-            obj = await self.registry.delete(res, t.namespace, t.name, delete_options(request, body),
-                                             dry_run=dry_run)
+            obj = await self.registry.delete(
+                res, t.namespace, t.name, delete_options(request, body), dry_run=dry_run
+            )
             return json_response(obj)
         raise status.method_not_allowed()
 
@@ -311,26 +338,51 @@ class Handlers:
     def _object_or_table(self, request: web.Request, res: Resource, obj: Obj) -> web.Response:
         if tables.wants_table(request.headers.get("Accept", "")):
             rv = obj["metadata"].get("resourceVersion", "")
-            return json_response(tables.render_table(res.plural, [obj], rv, now(),
-                                                     include_object=request.query.get("includeObject", "Metadata")))
+            return json_response(
+                tables.render_table(
+                    res.plural,
+                    [obj],
+                    rv,
+                    now(),
+                    include_object=request.query.get("includeObject", "Metadata"),
+                )
+            )
         return json_response(obj)
 
     async def _list(self, request: web.Request, res: Resource, ns: str | None) -> web.Response:
         keep = self._keep(request, res)
-        page = await self.registry.list(res, ns, keep, limit=_int_param(request, "limit"),
-                                        continue_token=request.query.get("continue", ""),
-                                        resource_version=request.query.get("resourceVersion", ""),
-                                        rv_match=request.query.get("resourceVersionMatch", ""))
+        page = await self.registry.list_page(
+            res,
+            ns,
+            keep,
+            limit=_int_param(request, "limit"),
+            continue_token=request.query.get("continue", ""),
+            resource_version=request.query.get("resourceVersion", ""),
+            rv_match=request.query.get("resourceVersionMatch", ""),
+        )
         rv = str(page.revision)
         if tables.wants_table(request.headers.get("Accept", "")):
-            return json_response(tables.render_table(res.plural, page.items, rv, now(),
-                                                     include_object=request.query.get("includeObject", "Metadata"),
-                                                     continue_token=page.continue_token))
+            return json_response(
+                tables.render_table(
+                    res.plural,
+                    page.items,
+                    rv,
+                    now(),
+                    include_object=request.query.get("includeObject", "Metadata"),
+                    continue_token=page.continue_token,
+                )
+            )
         meta: Obj = {"resourceVersion": rv}
         if page.continue_token:
             meta["continue"] = page.continue_token
-        return json_response({"kind": res.list_kind_name(), "apiVersion": res.api_version, "metadata": meta,
-                              "items": page.items})
+        return json_response(
+            {
+                "kind": res.list_kind_name(),
+                "apiVersion": res.api_version,
+                "metadata": meta,
+                "items": page.items,
+            }
+        )
 
     async def _watch(self, request: web.Request, res: Resource, ns: str | None) -> web.StreamResponse:
         keep = self._keep(request, res)
@@ -355,7 +407,9 @@ class Handlers:
             nonlocal first
             if as_table and kind != "BOOKMARK" and kind != "ERROR":
                 rv = obj["metadata"].get("resourceVersion", "")
-                obj = tables.render_table(res.plural, [obj], rv, now(), include_object=include, with_columns=first)
+                obj = tables.render_table(
+                    res.plural, [obj], rv, now(), include_object=include, with_columns=first
+                )
                 first = False
             return dumps({"type": kind, "object": obj}) + b"\n"
 
@@ -370,8 +424,11 @@ class Handlers:
                     ch = await asyncio.wait_for(sub.queue.get(), wait)
                 except TimeoutError:
                     if bookmarks and deadline - time.monotonic() > 0:
-                        mark = {"kind": res.kind, "apiVersion": res.api_version,
-                                "metadata": {"resourceVersion": str(cache.revision)}}
+                        mark = {
+                            "kind": res.kind,
+                            "apiVersion": res.api_version,
+                            "metadata": {"resourceVersion": str(cache.revision)},
+                        }
                         await resp.write(encode("BOOKMARK", mark))
                     continue
                 if ch is None:
@@ -393,8 +450,9 @@ class Handlers:
             await resp.write_eof()
         return resp
 
-    async def _scale(self, request: web.Request, res: Resource, ns: str, name: str,
-                     dry_run: bool) -> web.Response:
+    async def _scale(
+        self, request: web.Request, res: Resource, ns: str, name: str, dry_run: bool
+    ) -> web.Response:
         if request.method == "GET":
             return json_response(self.registry.scale_of(await self.registry.get(res, ns, name)))
         if request.method == "PUT":
@@ -403,6 +461,7 @@ class Handlers:
         if request.method == "PATCH":
             body = await read_body(request)
             ctype = request.headers.get("Content-Type", "")
-            return json_response(await self.registry.update_scale(res, ns, name, body, content_type=ctype,
-                                                                  dry_run=dry_run))
+            return json_response(
+                await self.registry.update_scale(res, ns, name, body, content_type=ctype, dry_run=dry_run)
+            )
         raise status.method_not_allowed()

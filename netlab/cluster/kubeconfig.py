@@ -29,8 +29,15 @@ def render_kubeconfig(server: str, token: str, ca_pem: bytes, user: str = "admin
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "netlab", "cluster": {
-            "server": server, "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
+        "clusters": [
+            {
+                "name": "netlab",
+                "cluster": {
+                    "server": server,
+                    "certificate-authority-data": base64.b64encode(ca_pem).decode(),
+                },
+            }
+        ],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [{"name": "netlab", "context": {"cluster": "netlab", "user": user}}],
         "current-context": "netlab",

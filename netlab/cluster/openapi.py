@@ -31,8 +31,11 @@ def gv_document(group: str, version: str) -> dict[str, Any] | None:
     paths: dict[str, Any] = {}
     prefix = "/" + _gv_path(group, version)
     for r in rs:
-        item = f"{prefix}/namespaces/{{namespace}}/{r.plural}/{{name}}" if r.namespaced else \
-            f"{prefix}/{r.plural}/{{name}}"
+        item = (
+            f"{prefix}/namespaces/{{namespace}}/{r.plural}/{{name}}"
+            if r.namespaced
+            else f"{prefix}/{r.plural}/{{name}}"
+        )
         op = {
             "operationId": f"patch{r.kind}",
             "x-kubernetes-action": "patch",
@@ -42,12 +45,19 @@ def gv_document(group: str, version: str) -> dict[str, Any] | None:
                 {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
                 {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
             ],
-            "requestBody": {"content": {t: {"schema": {"type": "object"}} for t in PATCH_TYPES}, "required": True},
+            "requestBody": {
+                "content": {t: {"schema": {"type": "object"}} for t in PATCH_TYPES},
+                "required": True,
+            },
             "responses": {"200": {"description": "OK"}, "201": {"description": "Created"}},
         }
         paths[item] = {"patch": op}
-    return {"openapi": "3.0.0", "info": {"title": "netlab", "version": "v1.32.0"}, "paths": paths,
-            "components": {"schemas": {}}}
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "netlab", "version": "v1.32.0"},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }
 
 
 @cache
@@ -57,8 +67,12 @@ def _hash(group: str, version: str) -> str:
 
 
 def root() -> dict[str, Any]:
-    return {"paths": {_gv_path(g, v): {"serverRelativeURL": f"/openapi/v3/{_gv_path(g, v)}?hash={_hash(g, v)}"}
-                      for g, v in resources.group_versions()}}
+    return {
+        "paths": {
+            _gv_path(g, v): {"serverRelativeURL": f"/openapi/v3/{_gv_path(g, v)}?hash={_hash(g, v)}"}
+            for g, v in resources.group_versions()
+        }
+    }
 
 
 def document_for_path(path: str) -> dict[str, Any] | None:

@@ -45,9 +45,13 @@ def json_patch(target: Any, ops: Any) -> Any:
     try:
         return jsonpatch.JsonPatch(ops).apply(target)
     except jsonpatch.JsonPatchTestFailed as e:
-        raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: {e}") from e
+        raise ApiError(
+            422, "Invalid", f"the server rejected our request due to an error in our request: {e}"
+        ) from e
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as e:
-        raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: {e}") from e
+        raise ApiError(
+            422, "Invalid", f"the server rejected our request due to an error in our request: {e}"
+        ) from e
 
 
 # Strategic merge patch -------------------------------------------------------------------------
@@ -101,7 +105,9 @@ def _strip(value: Any) -> Any:
             return _DELETE
         out = {}
         for k, v in value.items():
-            if k in ("$patch", "$retainKeys") or k.startswith(("$setElementOrder/", "$deleteFromPrimitiveList/")):
+            if k in ("$patch", "$retainKeys") or k.startswith(
+                ("$setElementOrder/", "$deleteFromPrimitiveList/")
+            ):
                 continue
             if v is None:
                 continue
@@ -178,8 +184,11 @@ def _merge_map(orig: dict[str, Any], patch: dict[str, Any], path: tuple[str, ...
 
 def _merge_list(orig: list[Any], patch: list[Any], key: str, path: tuple[str, ...]) -> list[Any]:
     if any(isinstance(i, dict) and i.get("$patch") == "replace" for i in patch):
-        return [s for s in (_strip(i) for i in patch if not (isinstance(i, dict) and i.get("$patch") == "replace"))
-                if s is not _DELETE]
+        return [
+            s
+            for s in (_strip(i) for i in patch if not (isinstance(i, dict) and i.get("$patch") == "replace"))
+            if s is not _DELETE
+        ]
     result = copy.deepcopy(orig)
     for item in patch:
         if not isinstance(item, dict) or key not in item:
@@ -229,5 +238,9 @@ def apply_patch(content_type: str, original: Any, body: Any) -> Any:
         if not isinstance(body, dict):
             raise bad_request("an apply patch must be an object")
         return strategic_merge_patch(original, body)
-    raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted "
-                   f"media types include: {', '.join(PATCH_TYPES)}")
+    raise ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format - accepted "
+        f"media types include: {', '.join(PATCH_TYPES)}",
+    )

@@ -70,11 +70,14 @@ class Registry:
             raise status.bad_request("the body of the request must be a JSON or YAML object")
         kind = expect_kind or res.kind
         if body.get("kind") not in (None, "", kind):
-            raise status.bad_request(f"the kind of the provided object ({body.get('kind')}) does not match "
-                                     f"the resource ({kind})")
+            raise status.bad_request(
+                f"the kind of the provided object ({body.get('kind')}) does not match the resource ({kind})"
+            )
         if expect_kind is None and body.get("apiVersion") not in (None, "", res.api_version):
-            raise status.bad_request(f"the apiVersion of the provided object ({body.get('apiVersion')}) does not "
-                                     f"match the resource ({res.api_version})")
+            raise status.bad_request(
+                f"the apiVersion of the provided object ({body.get('apiVersion')}) does not "
+                f"match the resource ({res.api_version})"
+            )
         if not isinstance(body.get("metadata", {}), dict):
             raise status.bad_request("metadata must be an object")
         return body
@@ -92,8 +95,10 @@ class Registry:
         if ns_obj is None:
             raise status.not_found("namespaces", ns or "")
         if (ns_obj.get("metadata") or {}).get("deletionTimestamp"):
-            raise status.forbidden(f"unable to create new content in namespace {ns} because it is being "
-                                   "terminated", res.qualified)
+            raise status.forbidden(
+                f"unable to create new content in namespace {ns} because it is being terminated",
+                res.qualified,
+            )
 
     # create ----------------------------------------------------------------------------------
 
@@ -103,15 +108,22 @@ class Registry:
         meta = obj.setdefault("metadata", {})
         if res.namespaced:
             if meta.get("namespace") and meta["namespace"] != ns:
-                raise status.bad_request("the namespace of the provided object does not match the namespace sent "
-                                         "on the request")
+                raise status.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
             meta["namespace"] = ns
         else:
             meta.pop("namespace", None)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = f"{meta['generateName']}{_rand_suffix()}"
-        for k in ("resourceVersion", "uid", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields",
-                  "selfLink"):
+        for k in (
+            "resourceVersion",
+            "uid",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+        ):
             meta.pop(k, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = rfc3339(now())
@@ -142,15 +154,25 @@ class Registry:
     async def get(self, res: Resource, ns: str | None, name: str) -> Obj:
         return await self.store.get(res, ns, name)
 
-    async def list(self, res: Resource, ns: str | None, keep: Callable[[Obj], bool], *, limit: int = 0,
-                   continue_token: str = "", resource_version: str = "", rv_match: str = "") -> Page:
+    async def list_page(
+        self,
+        res: Resource,
+        ns: str | None,
+        keep: Callable[[Obj], bool],
+        *,
+        limit: int = 0,
+        continue_token: str = "",
+        resource_version: str = "",
+        rv_match: str = "",
+    ) -> Page:
         revision = 0
         if rv_match == "Exact":
             revision = parse_rv(resource_version)
             if not revision:
                 raise status.bad_request("resourceVersionMatch=Exact needs a non-zero resourceVersion")
-        return await self.store.list(res, ns, keep=keep, limit=limit, continue_token=continue_token,
-                                     revision=revision)
+        return await self.store.list(
+            res, ns, keep=keep, limit=limit, continue_token=continue_token, revision=revision
+        )
 
     # update ----------------------------------------------------------------------------------
 
@@ -171,8 +193,15 @@ class Registry:
         out["kind"], out["apiVersion"] = res.kind, res.api_version
         meta = out.setdefault("metadata", {})
         old_meta = old["metadata"]
-        for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace",
-                  "name", "generation"):
+        for k in (
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "namespace",
+            "name",
+            "generation",
+        ):
             if k in old_meta:
                 meta[k] = old_meta[k]
             else:
@@ -184,8 +213,10 @@ class Registry:
             out.pop("status", None)
         defaults.apply(res.plural, out)
         if res.plural in _GENERATION_KINDS:
+
             def body(o: Obj) -> Any:
                 return {k: v for k, v in o.items() if k not in ("metadata", "status", "kind", "apiVersion")}
+
             if body(out) != body(old):
                 meta["generation"] = int(old_meta.get("generation") or 1) + 1
         return out
@@ -197,14 +228,22 @@ class Registry:
             before = (old.get("spec") or {}).get("selector")
             after = (new.get("spec") or {}).get("selector")
             if before != after:
-                causes.append(status.Cause("spec.selector", f"Invalid value: \"{selector_to_string(after)}\": "
-                                           "field is immutable"))
+                causes.append(
+                    status.Cause(
+                        "spec.selector", f'Invalid value: "{selector_to_string(after)}": field is immutable'
+                    )
+                )
         if res is resources.PODS:
             before_node = (old.get("spec") or {}).get("nodeName")
             after_node = (new.get("spec") or {}).get("nodeName")
             if before_node and before_node != after_node:
-                causes.append(status.Cause("spec.nodeName", "Forbidden: pod updates may not change nodeName",
-                                           "FieldValueForbidden"))
+                causes.append(
+                    status.Cause(
+                        "spec.nodeName",
+                        "Forbidden: pod updates may not change nodeName",
+                        "FieldValueForbidden",
+                    )
+                )
         if causes:
             raise status.invalid(res.kind, res.qualified, new["metadata"]["name"], causes)
 
@@ -212,7 +251,11 @@ class Registry:
         """Store `new` over `old` (CAS on old's revision), or finish a deletion it completes."""
         self._check_update(res, old, new)
         meta = new["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not self._pod_awaits_kubelet(res, new):
+        if (
+            meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and not self._pod_awaits_kubelet(res, new)
+        ):
             if dry_run:
                 return new
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
@@ -238,19 +281,32 @@ class Registry:
     def _pod_awaits_kubelet(self, res: Resource, obj: Obj) -> bool:
         """A bound pod being deleted gracefully stays until its kubelet confirms (grace 0)."""
         meta = obj["metadata"]
-        return (res is resources.PODS and bool((obj.get("spec") or {}).get("nodeName"))
-                and int(meta.get("deletionGracePeriodSeconds") or 0) > 0)
+        return (
+            res is resources.PODS
+            and bool((obj.get("spec") or {}).get("nodeName"))
+            and int(meta.get("deletionGracePeriodSeconds") or 0) > 0
+        )
 
-    async def update(self, res: Resource, ns: str | None, name: str, body: Any, *,
-                     subresource: str | None = None, dry_run: bool = False) -> Obj:
+    async def update(
+        self,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        body: Any,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
         new = self._check_type(res, body)
         meta = new.get("metadata") or {}
         if meta.get("name") not in (None, name):
-            raise status.bad_request(f'the name of the object ({meta.get("name")}) does not match the name on the '
-                                     f"URL ({name})")
+            raise status.bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+            )
         if res.namespaced and meta.get("namespace") not in (None, "", ns):
-            raise status.bad_request("the namespace of the provided object does not match the namespace sent on "
-                                     "the request")
+            raise status.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
         wanted_rv = parse_rv(meta.get("resourceVersion"))
         async with self._lock(res, ns, name):
             for _ in range(_RETRIES):
@@ -259,8 +315,12 @@ class Registry:
                     raise status.conflict(res.qualified, name, status.STALE)
                 uid = meta.get("uid")
                 if uid and uid != old["metadata"].get("uid"):
-                    raise status.conflict(res.qualified, name, f"Precondition failed: UID in precondition: {uid}, "
-                                          f"UID in object meta: {old['metadata'].get('uid')}")
+                    raise status.conflict(
+                        res.qualified,
+                        name,
+                        f"Precondition failed: UID in precondition: {uid}, "
+                        f"UID in object meta: {old['metadata'].get('uid')}",
+                    )
                 merged = self._merge_for_write(res, old, new, subresource)
                 try:
                     return await self._write(res, old, merged, dry_run=dry_run)
@@ -270,8 +330,16 @@ class Registry:
                     raise
         raise status.conflict(res.qualified, name, status.STALE)
 
-    async def mutate(self, res: Resource, ns: str | None, name: str, fn: Callable[[Obj], Obj | Awaitable[Obj]],
-                     *, subresource: str | None = None, dry_run: bool = False) -> Obj:
+    async def mutate(
+        self,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        fn: Callable[[Obj], Obj | Awaitable[Obj]],
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
         """Read-modify-write with retries: `fn` gets a copy of the current object."""
         async with self._lock(res, ns, name):
             for _ in range(_RETRIES):
@@ -280,7 +348,9 @@ class Registry:
                 new = await result if asyncio.iscoroutine(result) else result
                 assert isinstance(new, dict)
                 if parse_rv((new.get("metadata") or {}).get("resourceVersion")) not in (
-                        0, parse_rv(old["metadata"]["resourceVersion"])):
+                    0,
+                    parse_rv(old["metadata"]["resourceVersion"]),
+                ):
                     raise status.conflict(res.qualified, name, status.STALE)
                 merged = self._merge_for_write(res, old, new, subresource)
                 if merged == old:
@@ -293,8 +363,18 @@ class Registry:
                     raise
         raise status.conflict(res.qualified, name, status.STALE)
 
-    async def patch(self, res: Resource, ns: str | None, name: str, content_type: str, body: Any, *,
-                    subresource: str | None = None, dry_run: bool = False, field_manager: str = "") -> tuple[Obj, int]:
+    async def patch(
+        self,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        content_type: str,
+        body: Any,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        field_manager: str = "",
+    ) -> tuple[Obj, int]:
         """Apply a patch; returns the object and the HTTP code (201 when server-side apply created it)."""
         ct = content_type.split(";")[0].strip()
         if ct == patch.APPLY:
@@ -333,31 +413,51 @@ class Registry:
             self.allocator.release_unused(removed, None)
         return removed
 
-    async def delete(self, res: Resource, ns: str | None, name: str, options: Obj, *,
-                     dry_run: bool = False) -> Obj:
+    async def delete(
+        self, res: Resource, ns: str | None, name: str, options: Obj, *, dry_run: bool = False
+    ) -> Obj:
         grace_opt = options.get("gracePeriodSeconds")
         policy = options.get("propagationPolicy")
         if options.get("orphanDependents") is True and not policy:
             policy = "Orphan"
         if policy not in (None, "Orphan", "Background", "Foreground"):
-            raise status.invalid("DeleteOptions", "DeleteOptions", "", [status.Cause(
-                "propagationPolicy", f'Unsupported value: "{policy}": supported values: "Foreground", '
-                '"Background", "Orphan"', "FieldValueNotSupported")])
+            raise status.invalid(
+                "DeleteOptions",
+                "DeleteOptions",
+                "",
+                [
+                    status.Cause(
+                        "propagationPolicy",
+                        f'Unsupported value: "{policy}": supported values: "Foreground", '
+                        '"Background", "Orphan"',
+                        "FieldValueNotSupported",
+                    )
+                ],
+            )
         pre = options.get("preconditions") or {}
         if res is resources.NAMESPACES and name in PROTECTED_NAMESPACES:
-            raise status.forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
-                                   "namespaces", name)
+            raise status.forbidden(
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted', "namespaces", name
+            )
         async with self._lock(res, ns, name):
             for _ in range(_RETRIES):
                 old = await self.store.get(res, ns, name)
                 ometa = old["metadata"]
                 if pre.get("uid") and pre["uid"] != ometa.get("uid"):
-                    raise status.conflict(res.qualified, name, f"Precondition failed: UID in precondition: "
-                                          f"{pre['uid']}, UID in object meta: {ometa.get('uid')}")
+                    raise status.conflict(
+                        res.qualified,
+                        name,
+                        f"Precondition failed: UID in precondition: "
+                        f"{pre['uid']}, UID in object meta: {ometa.get('uid')}",
+                    )
                 if pre.get("resourceVersion") and pre["resourceVersion"] != ometa.get("resourceVersion"):
-                    raise status.conflict(res.qualified, name, f"Precondition failed: ResourceVersion in "
-                                          f"precondition: {pre['resourceVersion']}, ResourceVersion in object "
-                                          f"meta: {ometa.get('resourceVersion')}")
+                    raise status.conflict(
+                        res.qualified,
+                        name,
+                        f"Precondition failed: ResourceVersion in "
+                        f"precondition: {pre['resourceVersion']}, ResourceVersion in object "
+                        f"meta: {ometa.get('resourceVersion')}",
+                    )
                 new = copy.deepcopy(old)
                 meta = new["metadata"]
                 finalizers = list(meta.get("finalizers") or [])
@@ -367,8 +467,11 @@ class Registry:
                     finalizers.append("foregroundDeletion")
                 graceful = False
                 if res is resources.PODS and (new.get("spec") or {}).get("nodeName"):
-                    grace = grace_opt if grace_opt is not None else \
-                        (new.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+                    grace = (
+                        grace_opt
+                        if grace_opt is not None
+                        else (new.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+                    )
                     grace = max(int(grace), 0)
                     current = meta.get("deletionGracePeriodSeconds")
                     if grace > 0 and (current is None or grace < int(current)):
@@ -422,14 +525,23 @@ class Registry:
                     raise
         raise status.conflict(res.qualified, name, status.STALE)
 
-    async def delete_collection(self, res: Resource, ns: str | None, keep: Callable[[Obj], bool],
-                                options: Obj, *, dry_run: bool = False) -> list[Obj]:
+    async def delete_collection(
+        self,
+        res: Resource,
+        ns: str | None,
+        keep: Callable[[Obj], bool],
+        options: Obj,
+        *,
+        dry_run: bool = False,
+    ) -> list[Obj]:
         page = await self.store.list(res, ns, keep=keep)
         out = []
         for obj in page.items:
             meta = obj["metadata"]
             try:
-                out.append(await self.delete(res, meta.get("namespace"), meta["name"], options, dry_run=dry_run))
+                out.append(
+                    await self.delete(res, meta.get("namespace"), meta["name"], options, dry_run=dry_run)
+                )
             except ApiError as e:
                 if e.code != 404:
                     raise
@@ -443,22 +555,36 @@ class Registry:
         target = body.get("target") or {}
         node = target.get("name")
         if not node:
-            raise status.invalid("Binding", "bindings", name, [status.Cause("target.name", "Required value",
-                                                                            "FieldValueRequired")])
+            raise status.invalid(
+                "Binding",
+                "bindings",
+                name,
+                [status.Cause("target.name", "Required value", "FieldValueRequired")],
+            )
         if (body.get("metadata") or {}).get("name") not in (None, "", name):
             raise status.bad_request("the name of the binding does not match the pod")
 
         def bind_pod(pod: Obj) -> Obj:
             if (pod.get("metadata") or {}).get("deletionTimestamp"):
-                raise status.conflict("pods/binding", name, "pod is being deleted, cannot be assigned to a host")
+                raise status.conflict(
+                    "pods/binding", name, "pod is being deleted, cannot be assigned to a host"
+                )
             current = (pod.get("spec") or {}).get("nodeName")
             if current:
-                raise status.conflict("pods/binding", name, f'pod {name} is already assigned to node "{current}"')
+                raise status.conflict(
+                    "pods/binding", name, f'pod {name} is already assigned to node "{current}"'
+                )
             pod["spec"]["nodeName"] = node
             st = pod.setdefault("status", {})
             conds = [c for c in st.get("conditions") or [] if c.get("type") != "PodScheduled"]
-            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                          "lastTransitionTime": rfc3339(now())})
+            conds.append(
+                {
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": rfc3339(now()),
+                }
+            )
             st["conditions"] = conds
             return pod
 
@@ -469,7 +595,9 @@ class Registry:
                 if dry_run:
                     return new
                 try:
-                    return await self.store.update(resources.PODS, new, parse_rv(old["metadata"]["resourceVersion"]))
+                    return await self.store.update(
+                        resources.PODS, new, parse_rv(old["metadata"]["resourceVersion"])
+                    )
                 except ApiError as e:
                     if is_conflict(e):
                         continue
@@ -483,15 +611,23 @@ class Registry:
         return {
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
-            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                         if k in meta},
+            "metadata": {
+                k: meta[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in meta
+            },
             "spec": {"replicas": spec.get("replicas", 0)},
-            "status": {"replicas": st.get("replicas", 0), "selector": selector_to_string(spec.get("selector"))},
+            "status": {
+                "replicas": st.get("replicas", 0),
+                "selector": selector_to_string(spec.get("selector")),
+            },
         }
 
-    async def update_scale(self, res: Resource, ns: str, name: str, body: Any, *, content_type: str = "",
-                           dry_run: bool = False) -> Obj:
+    async def update_scale(
+        self, res: Resource, ns: str, name: str, body: Any, *, content_type: str = "", dry_run: bool = False
+    ) -> Obj:
         """PUT (content_type empty) or PATCH of the scale subresource."""
+
         def rescale(obj: Obj) -> Obj:
             current = self.scale_of(obj)
             if content_type:
@@ -502,8 +638,16 @@ class Registry:
                 wanted = body
             replicas = (wanted.get("spec") or {}).get("replicas", 0)
             if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
-                raise status.invalid("Scale", res.qualified, name, [status.Cause(
-                    "spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")])
+                raise status.invalid(
+                    "Scale",
+                    res.qualified,
+                    name,
+                    [
+                        status.Cause(
+                            "spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0"
+                        )
+                    ],
+                )
             rv = (wanted.get("metadata") or {}).get("resourceVersion")
             if rv and rv != obj["metadata"]["resourceVersion"]:
                 raise status.conflict(res.qualified, name, status.STALE)

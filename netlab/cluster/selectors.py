@@ -16,8 +16,10 @@ from typing import Any
 
 from netlab.cluster.status import ApiError, bad_request
 
-_KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-                     r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_KEY_RE = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 _VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
@@ -67,7 +69,9 @@ def _check_value(value: str) -> None:
 
 def _split_top(text: str) -> list[str]:
     """Split on commas that are not inside `( )`."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    depth = 0
+    cur: list[str] = []
     for ch in text:
         if ch == "(":
             depth += 1
@@ -138,8 +142,9 @@ def selector_from_object(sel: Mapping[str, Any] | None) -> LabelSelector:
         if op in ("in", "notin") and not values:
             raise ValueError(f"matchExpressions[{i}].values: must be specified when operator is In or NotIn")
         if op in ("exists", "!") and values:
-            raise ValueError(f"matchExpressions[{i}].values: may not be specified when operator is Exists or "
-                             "DoesNotExist")
+            raise ValueError(
+                f"matchExpressions[{i}].values: may not be specified when operator is Exists or DoesNotExist"
+            )
         reqs.append(Requirement(str(expr.get("key", "")), op, values))
     return LabelSelector(tuple(reqs))
 
@@ -161,6 +166,7 @@ def selector_to_string(sel: Mapping[str, Any] | None) -> str:
 
 # Field selectors -------------------------------------------------------------------------------
 
+
 def _get(path: str) -> Callable[[Mapping[str, Any]], str]:
     parts = path.split(".")
 
@@ -181,10 +187,21 @@ def _get(path: str) -> Callable[[Mapping[str, Any]], str]:
 
 _COMMON = ("metadata.name", "metadata.namespace")
 FIELDS: dict[str, tuple[str, ...]] = {
-    "pods": _COMMON + ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
-                       "status.phase", "status.podIP", "status.nominatedNodeName"),
-    "events": _COMMON + tuple(f"involvedObject.{f}" for f in
-                              ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"))
+    "pods": _COMMON
+    + (
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
+    ),
+    "events": _COMMON
+    + tuple(
+        f"involvedObject.{f}"
+        for f in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
+    )
     + ("reason", "reportingComponent", "source", "type"),
     "nodes": _COMMON + ("spec.unschedulable",),
     "namespaces": _COMMON + ("status.phase",),
@@ -205,10 +222,8 @@ class FieldSelector:
 
     def matches(self, obj: Mapping[str, Any]) -> bool:
         for r in self.requirements:
-            if r.field == "source":  # events: `source` selects on source.component
-                actual = _get("source.component")(obj)
-            else:
-                actual = _get(r.field)(obj)
+            # events: `source` selects on source.component
+            actual = _get("source.component" if r.field == "source" else r.field)(obj)
             if (actual == r.value) != r.equal:
                 return False
         return True
@@ -243,7 +258,8 @@ def parse_field_selector(text: str | None, resource: str) -> FieldSelector:
             raise bad_request(f"invalid field selector: {part!r}: expected an operator")
         f = f.strip()
         if f not in allowed:
-            raise ApiError(400, "BadRequest", f'"{f}" is not a known field selector: only "'
-                           + '", "'.join(allowed) + '"')
+            raise ApiError(
+                400, "BadRequest", f'"{f}" is not a known field selector: only "' + '", "'.join(allowed) + '"'
+            )
         reqs.append(FieldRequirement(f, eq, v.strip()))
     return FieldSelector(tuple(reqs))

@@ -52,14 +52,17 @@ class Config:
 
 
 class ApiServer:
-    def __init__(self, config: Config, tokens: dict[str, auth.User], ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, config: Config, tokens: dict[str, auth.User], ssl_context: ssl.SSLContext | None
+    ) -> None:
         self.config = config
         self.authenticator = auth.Authenticator(tokens)
         self.ssl_context = ssl_context
         self.etcd = EtcdClient(config.etcd_url)
         self.store = Store(self.etcd)
-        self.allocator = ServiceAllocator(IPAllocator.parse(config.service_cidr),
-                                          PortAllocator.parse(config.node_port_range))
+        self.allocator = ServiceAllocator(
+            IPAllocator.parse(config.service_cidr), PortAllocator.parse(config.node_port_range)
+        )
         self.registry = Registry(self.store, self.allocator)
         self.caches = {r.plural: WatchCache(r, self.store) for r in resources.RESOURCES}
         self.gc = GarbageCollector(self.registry, self.caches)
@@ -98,7 +101,9 @@ class ApiServer:
             return error_response(e)
         except web.HTTPException as e:
             if e.status == 404:
-                return error_response(ApiError(404, "NotFound", "the server could not find the requested resource"))
+                return error_response(
+                    ApiError(404, "NotFound", "the server could not find the requested resource")
+                )
             if e.status == 405:
                 return error_response(status.method_not_allowed())
             if e.status == 413:
@@ -108,8 +113,14 @@ class ApiServer:
             raise
         except Exception as e:
             log.exception("internal error on %s %s", request.method, request.path)
-            return error_response(ApiError(500, "InternalError", f"an error on the server has prevented the "
-                                           f"request from succeeding: {type(e).__name__}: {e}"))
+            return error_response(
+                ApiError(
+                    500,
+                    "InternalError",
+                    f"an error on the server has prevented the "
+                    f"request from succeeding: {type(e).__name__}: {e}",
+                )
+            )
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -138,9 +149,17 @@ class ApiServer:
         for ns in STANDARD_NAMESPACES:
             with contextlib.suppress(ApiError):
                 await self.registry.create(resources.NAMESPACES, None, {"metadata": {"name": ns}})
-        svc = {"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-               "spec": {"type": "ClusterIP", "clusterIP": self.allocator.ips.first,
-                        "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": self.config.port}]}}
+        svc = {
+            "metadata": {
+                "name": "kubernetes",
+                "labels": {"component": "apiserver", "provider": "kubernetes"},
+            },
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": self.allocator.ips.first,
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": self.config.port}],
+            },
+        }
         existing = await self.store.get_or_none(resources.SERVICES, "default", "kubernetes")
         if existing is None:
             try:
@@ -176,8 +195,10 @@ class ApiServer:
         container = request.query.get("container")
         if not container:
             if len(containers) != 1:
-                raise status.bad_request(f"a container name must be specified for pod {name}, choose one of: "
-                                         f"[{' '.join(str(c) for c in containers)}]")
+                raise status.bad_request(
+                    f"a container name must be specified for pod {name}, choose one of: "
+                    f"[{' '.join(str(c) for c in containers)}]"
+                )
             container = containers[0]
         elif container not in containers:
             raise status.bad_request(f"container {container} is not valid for pod {name}")
@@ -189,27 +210,40 @@ class ApiServer:
         if not base:
             st = node.get("status") or {}
             port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
-            ip = next((a.get("address") for a in st.get("addresses") or [] if a.get("type") == "InternalIP"), None)
+            ip = next(
+                (a.get("address") for a in st.get("addresses") or [] if a.get("type") == "InternalIP"), None
+            )
             if not ip:
                 raise status.bad_request(f"node {node_name} has no InternalIP to reach its kubelet")
             base = f"https://{ip}:{port}"
-        params = {k: v for k, v in request.query.items()
-                  if k in ("follow", "tailLines", "timestamps", "previous", "sinceSeconds", "limitBytes")}
+        params = {
+            k: v
+            for k, v in request.query.items()
+            if k in ("follow", "tailLines", "timestamps", "previous", "sinceSeconds", "limitBytes")
+        }
         url = f"{base.rstrip('/')}/containerLogs/{ns}/{name}/{container}"
         if self._session is None:
             self._session = aiohttp.ClientSession()
         try:
-            upstream = await self._session.get(url, params=params, ssl=False,
-                                               timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+            upstream = await self._session.get(
+                url, params=params, ssl=False, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
+            )
         except (aiohttp.ClientError, OSError) as e:
-            raise ApiError(500, "InternalError", f"cannot reach the kubelet of node {node_name} at {base}: "
-                           f"{e}") from None
+            raise ApiError(
+                500, "InternalError", f"cannot reach the kubelet of node {node_name} at {base}: {e}"
+            ) from None
         async with upstream:
             if upstream.status != 200:
                 text = (await upstream.text())[:500]
-                raise ApiError(upstream.status if upstream.status in (400, 404) else 500,
-                               "NotFound" if upstream.status == 404 else "BadRequest" if upstream.status == 400
-                               else "InternalError", text.strip() or f"kubelet answered {upstream.status}")
+                raise ApiError(
+                    upstream.status if upstream.status in (400, 404) else 500,
+                    "NotFound"
+                    if upstream.status == 404
+                    else "BadRequest"
+                    if upstream.status == 400
+                    else "InternalError",
+                    text.strip() or f"kubelet answered {upstream.status}",
+                )
             resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
             resp.enable_chunked_encoding()
             await resp.prepare(request)
@@ -231,8 +265,14 @@ async def serve(server: ApiServer, stop: asyncio.Event, ready: Any = None) -> No
     """Run until `stop` is set; `ready()` is called once the port is listening."""
     runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, server.config.host, server.config.port, ssl_context=server.ssl_context,
-                       reuse_address=True, backlog=1024)
+    site = web.TCPSite(
+        runner,
+        server.config.host,
+        server.config.port,
+        ssl_context=server.ssl_context,
+        reuse_address=True,
+        backlog=1024,
+    )
     try:
         await site.start()
         if ready:

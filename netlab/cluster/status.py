@@ -19,8 +19,11 @@ class Cause:
     reason: str = "FieldValueInvalid"
 
     def to_json(self) -> dict[str, str]:
-        return {"reason": self.reason, "message": f"{self.field}: {self.message}" if self.field else
-                self.message, "field": self.field}
+        return {
+            "reason": self.reason,
+            "message": f"{self.field}: {self.message}" if self.field else self.message,
+            "field": self.field,
+        }
 
 
 @dataclass
@@ -65,7 +68,13 @@ def status_object(
 
 
 def success(kind: str = "", name: str = "", code: int = 200) -> dict[str, Any]:
-    out: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code}
+    out: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "code": code,
+    }
     if name or kind:
         out["details"] = {k: v for k, v in (("name", name), ("kind", kind)) if v}
     return out
@@ -104,5 +113,7 @@ def forbidden(message: str, kind: str = "", name: str = "") -> ApiError:
     return ApiError(403, "Forbidden", message, kind, name)
 
 
-def method_not_allowed(message: str = "the server does not allow this method on the requested resource") -> ApiError:
+def method_not_allowed(
+    message: str = "the server does not allow this method on the requested resource",
+) -> ApiError:
     return ApiError(405, "MethodNotAllowed", message)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +44,9 @@ def encode(obj: Obj) -> bytes:
 
 def decode(kv: KeyValue, revision: int | None = None) -> Obj:
     obj: Obj = json.loads(kv.value)
-    obj.setdefault("metadata", {})["resourceVersion"] = str(revision if revision is not None else kv.mod_revision)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(
+        revision if revision is not None else kv.mod_revision
+    )
     return obj
 
 
@@ -156,8 +159,9 @@ class Store:
     async def update(self, res: Resource, obj: Obj, mod_revision: int) -> Obj:
         """Write `obj` if its key is still at `mod_revision`; 409 Conflict otherwise."""
         meta = obj["metadata"]
-        r = await self.call(self.etcd.update, res.etcd_key(meta.get("namespace"), meta["name"]), encode(obj),
-                            mod_revision)
+        r = await self.call(
+            self.etcd.update, res.etcd_key(meta.get("namespace"), meta["name"]), encode(obj), mod_revision
+        )
         if not r.succeeded:
             if r.current is None:
                 raise status.not_found(res.qualified, meta["name"])
@@ -177,10 +181,8 @@ class Store:
         return obj
 
     async def compact(self, revision: int) -> None:
-        try:
+        with contextlib.suppress(Compacted):  # already compacted at least that far
             await self.call(self.etcd.compact, revision)
-        except Compacted:
-            pass  # already compacted at least that far
 
 
 def is_conflict(e: ApiError) -> bool:

@@ -9,7 +9,7 @@ functions of the objects and a clock, so the output is golden-tested.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from netlab.cluster.selectors import selector_to_string
@@ -22,7 +22,7 @@ def _parse_time(ts: str | None) -> datetime | None:
     if not ts:
         return None
     try:
-        return datetime.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+        return datetime.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     except ValueError:
         return None
 
@@ -63,6 +63,7 @@ def _none(v: Any) -> str:
 
 # pods ------------------------------------------------------------------------------------------
 
+
 def _pod_row(o: Obj, now: datetime) -> list[Any]:
     spec, status = o.get("spec") or {}, o.get("status") or {}
     containers = spec.get("containers") or []
@@ -78,15 +79,30 @@ def _pod_row(o: Obj, now: datetime) -> list[Any]:
             reason = st["terminated"]["reason"]
     if (o.get("metadata") or {}).get("deletionTimestamp"):
         reason = "Terminating"
-    return [o["metadata"]["name"], f"{ready}/{len(containers)}", reason, restarts, age(o, now),
-            _none(status.get("podIP")), _none(spec.get("nodeName")),
-            _none(status.get("nominatedNodeName")), "<none>"]
+    return [
+        o["metadata"]["name"],
+        f"{ready}/{len(containers)}",
+        reason,
+        restarts,
+        age(o, now),
+        _none(status.get("podIP")),
+        _none(spec.get("nodeName")),
+        _none(status.get("nominatedNodeName")),
+        "<none>",
+    ]
 
 
-_POD_COLS: list[Column] = [("Name", "string", "name", 0), ("Ready", "string", "", 0),
-                           ("Status", "string", "", 0), ("Restarts", "string", "", 0),
-                           ("Age", "string", "", 0), ("IP", "string", "", 1), ("Node", "string", "", 1),
-                           ("Nominated Node", "string", "", 1), ("Readiness Gates", "string", "", 1)]
+_POD_COLS: list[Column] = [
+    ("Name", "string", "name", 0),
+    ("Ready", "string", "", 0),
+    ("Status", "string", "", 0),
+    ("Restarts", "string", "", 0),
+    ("Age", "string", "", 0),
+    ("IP", "string", "", 1),
+    ("Node", "string", "", 1),
+    ("Nominated Node", "string", "", 1),
+    ("Readiness Gates", "string", "", 1),
+]
 
 
 def _node_row(o: Obj, now: datetime) -> list[Any]:
@@ -98,18 +114,35 @@ def _node_row(o: Obj, now: datetime) -> list[Any]:
     labels = (o.get("metadata") or {}).get("labels") or {}
     roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
     info = status.get("nodeInfo") or {}
-    internal = next((a.get("address") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"),
-                    None)
-    return [o["metadata"]["name"], state, ",".join(roles) or "<none>", age(o, now),
-            info.get("kubeletVersion") or "", _none(internal), "<none>", _none(info.get("osImage")),
-            _none(info.get("kernelVersion")), _none(info.get("containerRuntimeVersion"))]
+    internal = next(
+        (a.get("address") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"), None
+    )
+    return [
+        o["metadata"]["name"],
+        state,
+        ",".join(roles) or "<none>",
+        age(o, now),
+        info.get("kubeletVersion") or "",
+        _none(internal),
+        "<none>",
+        _none(info.get("osImage")),
+        _none(info.get("kernelVersion")),
+        _none(info.get("containerRuntimeVersion")),
+    ]
 
 
-_NODE_COLS: list[Column] = [("Name", "string", "name", 0), ("Status", "string", "", 0),
-                            ("Roles", "string", "", 0), ("Age", "string", "", 0), ("Version", "string", "", 0),
-                            ("Internal-IP", "string", "", 1), ("External-IP", "string", "", 1),
-                            ("OS-Image", "string", "", 1), ("Kernel-Version", "string", "", 1),
-                            ("Container-Runtime", "string", "", 1)]
+_NODE_COLS: list[Column] = [
+    ("Name", "string", "name", 0),
+    ("Status", "string", "", 0),
+    ("Roles", "string", "", 0),
+    ("Age", "string", "", 0),
+    ("Version", "string", "", 0),
+    ("Internal-IP", "string", "", 1),
+    ("External-IP", "string", "", 1),
+    ("OS-Image", "string", "", 1),
+    ("Kernel-Version", "string", "", 1),
+    ("Container-Runtime", "string", "", 1),
+]
 
 
 def _ports(ports: list[Obj]) -> str:
@@ -125,8 +158,10 @@ def _ports(ports: list[Obj]) -> str:
 def _service_row(o: Obj, now: datetime) -> list[Any]:
     spec = o.get("spec") or {}
     ext = spec.get("externalIPs") or []
-    lb = [i.get("ip") or i.get("hostname") for i in ((o.get("status") or {}).get("loadBalancer") or {}).get(
-        "ingress") or []]
+    lb = [
+        i.get("ip") or i.get("hostname")
+        for i in ((o.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    ]
     if spec.get("type") == "ExternalName":
         external = spec.get("externalName") or "<none>"
     elif ext or lb:
@@ -134,15 +169,26 @@ def _service_row(o: Obj, now: datetime) -> list[Any]:
     else:
         external = "<pending>" if spec.get("type") == "LoadBalancer" else "<none>"
     sel = spec.get("selector") or {}
-    return [o["metadata"]["name"], spec.get("type", "ClusterIP"), _none(spec.get("clusterIP")), external,
-            _ports(spec.get("ports") or []), age(o, now),
-            ",".join(f"{k}={v}" for k, v in sorted(sel.items())) or "<none>"]
+    return [
+        o["metadata"]["name"],
+        spec.get("type", "ClusterIP"),
+        _none(spec.get("clusterIP")),
+        external,
+        _ports(spec.get("ports") or []),
+        age(o, now),
+        ",".join(f"{k}={v}" for k, v in sorted(sel.items())) or "<none>",
+    ]
 
 
-_SERVICE_COLS: list[Column] = [("Name", "string", "name", 0), ("Type", "string", "", 0),
-                               ("Cluster-IP", "string", "", 0), ("External-IP", "string", "", 0),
-                               ("Port(s)", "string", "", 0), ("Age", "string", "", 0),
-                               ("Selector", "string", "", 1)]
+_SERVICE_COLS: list[Column] = [
+    ("Name", "string", "name", 0),
+    ("Type", "string", "", 0),
+    ("Cluster-IP", "string", "", 0),
+    ("External-IP", "string", "", 0),
+    ("Port(s)", "string", "", 0),
+    ("Age", "string", "", 0),
+    ("Selector", "string", "", 1),
+]
 
 
 def _images(o: Obj) -> tuple[str, str]:
@@ -153,29 +199,55 @@ def _images(o: Obj) -> tuple[str, str]:
 def _deployment_row(o: Obj, now: datetime) -> list[Any]:
     spec, status = o.get("spec") or {}, o.get("status") or {}
     names, images = _images(o)
-    return [o["metadata"]["name"], f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
-            status.get("updatedReplicas", 0), status.get("availableReplicas", 0), age(o, now), names, images,
-            selector_to_string(spec.get("selector")) or "<none>"]
+    return [
+        o["metadata"]["name"],
+        f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
+        status.get("updatedReplicas", 0),
+        status.get("availableReplicas", 0),
+        age(o, now),
+        names,
+        images,
+        selector_to_string(spec.get("selector")) or "<none>",
+    ]
 
 
-_DEPLOYMENT_COLS: list[Column] = [("Name", "string", "name", 0), ("Ready", "string", "", 0),
-                                  ("Up-to-date", "integer", "", 0), ("Available", "integer", "", 0),
-                                  ("Age", "string", "", 0), ("Containers", "string", "", 1),
-                                  ("Images", "string", "", 1), ("Selector", "string", "", 1)]
+_DEPLOYMENT_COLS: list[Column] = [
+    ("Name", "string", "name", 0),
+    ("Ready", "string", "", 0),
+    ("Up-to-date", "integer", "", 0),
+    ("Available", "integer", "", 0),
+    ("Age", "string", "", 0),
+    ("Containers", "string", "", 1),
+    ("Images", "string", "", 1),
+    ("Selector", "string", "", 1),
+]
 
 
 def _replicaset_row(o: Obj, now: datetime) -> list[Any]:
     spec, status = o.get("spec") or {}, o.get("status") or {}
     names, images = _images(o)
-    return [o["metadata"]["name"], spec.get("replicas", 0), status.get("replicas", 0),
-            status.get("readyReplicas", 0), age(o, now), names, images,
-            selector_to_string(spec.get("selector")) or "<none>"]
+    return [
+        o["metadata"]["name"],
+        spec.get("replicas", 0),
+        status.get("replicas", 0),
+        status.get("readyReplicas", 0),
+        age(o, now),
+        names,
+        images,
+        selector_to_string(spec.get("selector")) or "<none>",
+    ]
 
 
-_REPLICASET_COLS: list[Column] = [("Name", "string", "name", 0), ("Desired", "integer", "", 0),
-                                  ("Current", "integer", "", 0), ("Ready", "integer", "", 0),
-                                  ("Age", "string", "", 0), ("Containers", "string", "", 1),
-                                  ("Images", "string", "", 1), ("Selector", "string", "", 1)]
+_REPLICASET_COLS: list[Column] = [
+    ("Name", "string", "name", 0),
+    ("Desired", "integer", "", 0),
+    ("Current", "integer", "", 0),
+    ("Ready", "integer", "", 0),
+    ("Age", "string", "", 0),
+    ("Containers", "string", "", 1),
+    ("Images", "string", "", 1),
+    ("Selector", "string", "", 1),
+]
 
 
 def _limited(values: list[str], n: int = 3) -> str:
@@ -191,9 +263,13 @@ def _endpointslice_row(o: Obj, now: datetime) -> list[Any]:
     return [o["metadata"]["name"], o.get("addressType", ""), _limited(ports), _limited(addrs), age(o, now)]
 
 
-_ENDPOINTSLICE_COLS: list[Column] = [("Name", "string", "name", 0), ("AddressType", "string", "", 0),
-                                     ("Ports", "string", "", 0), ("Endpoints", "string", "", 0),
-                                     ("Age", "string", "", 0)]
+_ENDPOINTSLICE_COLS: list[Column] = [
+    ("Name", "string", "name", 0),
+    ("AddressType", "string", "", 0),
+    ("Ports", "string", "", 0),
+    ("Endpoints", "string", "", 0),
+    ("Age", "string", "", 0),
+]
 
 
 def _endpoints_row(o: Obj, now: datetime) -> list[Any]:
@@ -222,8 +298,13 @@ def _event_row(o: Obj, now: datetime) -> list[Any]:
     last = o.get("lastTimestamp") or o.get("eventTime") or (o.get("metadata") or {}).get("creationTimestamp")
     t = _parse_time(last)
     inv = o.get("involvedObject") or {}
-    return [human_duration((now - t).total_seconds()) if t else "<unknown>", o.get("type", ""),
-            o.get("reason", ""), f"{(inv.get('kind') or '').lower()}/{inv.get('name', '')}", o.get("message", "")]
+    return [
+        human_duration((now - t).total_seconds()) if t else "<unknown>",
+        o.get("type", ""),
+        o.get("reason", ""),
+        f"{(inv.get('kind') or '').lower()}/{inv.get('name', '')}",
+        o.get("message", ""),
+    ]
 
 
 def _default_row(o: Obj, now: datetime) -> list[Any]:
@@ -239,16 +320,32 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, datetime], list[Any]]]] =
     "deployments": (_DEPLOYMENT_COLS, _deployment_row),
     "replicasets": (_REPLICASET_COLS, _replicaset_row),
     "endpointslices": (_ENDPOINTSLICE_COLS, _endpointslice_row),
-    "endpoints": ([("Name", "string", "name", 0), ("Endpoints", "string", "", 0), ("Age", "string", "", 0)],
-                  _endpoints_row),
-    "namespaces": ([("Name", "string", "name", 0), ("Status", "string", "", 0), ("Age", "string", "", 0)],
-                   _namespace_row),
-    "configmaps": ([("Name", "string", "name", 0), ("Data", "integer", "", 0), ("Age", "string", "", 0)],
-                   _configmap_row),
-    "leases": ([("Name", "string", "name", 0), ("Holder", "string", "", 0), ("Age", "string", "", 0)],
-               _lease_row),
-    "events": ([("Last Seen", "string", "", 0), ("Type", "string", "", 0), ("Reason", "string", "", 0),
-                ("Object", "string", "", 0), ("Message", "string", "", 0)], _event_row),
+    "endpoints": (
+        [("Name", "string", "name", 0), ("Endpoints", "string", "", 0), ("Age", "string", "", 0)],
+        _endpoints_row,
+    ),
+    "namespaces": (
+        [("Name", "string", "name", 0), ("Status", "string", "", 0), ("Age", "string", "", 0)],
+        _namespace_row,
+    ),
+    "configmaps": (
+        [("Name", "string", "name", 0), ("Data", "integer", "", 0), ("Age", "string", "", 0)],
+        _configmap_row,
+    ),
+    "leases": (
+        [("Name", "string", "name", 0), ("Holder", "string", "", 0), ("Age", "string", "", 0)],
+        _lease_row,
+    ),
+    "events": (
+        [
+            ("Last Seen", "string", "", 0),
+            ("Type", "string", "", 0),
+            ("Reason", "string", "", 0),
+            ("Object", "string", "", 0),
+            ("Message", "string", "", 0),
+        ],
+        _event_row,
+    ),
 }
 
 
@@ -272,9 +369,16 @@ def _row(plural: str, obj: Obj, now: datetime, include_object: str) -> dict[str,
     return row
 
 
-def render_table(plural: str, objects: list[Obj], resource_version: str, now: datetime, *,
-                 include_object: str = "Metadata", with_columns: bool = True,
-                 continue_token: str = "") -> dict[str, Any]:
+def render_table(
+    plural: str,
+    objects: list[Obj],
+    resource_version: str,
+    now: datetime,
+    *,
+    include_object: str = "Metadata",
+    with_columns: bool = True,
+    continue_token: str = "",
+) -> dict[str, Any]:
     table: dict[str, Any] = {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",

@@ -32,8 +32,10 @@ def dns1123_label(value: str) -> str | None:
     if len(value) > 63:
         return "must be no more than 63 characters"
     if not _LABEL.match(value):
-        return ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-                "and must start and end with an alphanumeric character")
+        return (
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+            "and must start and end with an alphanumeric character"
+        )
     return None
 
 
@@ -41,8 +43,10 @@ def dns1123_subdomain(value: str) -> str | None:
     if len(value) > 253:
         return "must be no more than 253 characters"
     if not _SUBDOMAIN.match(value):
-        return ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
-                "'.', and must start and end with an alphanumeric character")
+        return (
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+            "'.', and must start and end with an alphanumeric character"
+        )
     return None
 
 
@@ -58,8 +62,10 @@ def qualified_name(value: str) -> str | None:
     if len(name) > 63:
         return "name part must be no more than 63 characters"
     if not _QUALIFIED_NAME.match(name):
-        return ("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
-                "with an alphanumeric character")
+        return (
+            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+            "with an alphanumeric character"
+        )
     return None
 
 
@@ -67,8 +73,10 @@ def label_value(value: str) -> str | None:
     if len(value) > 63:
         return "must be no more than 63 characters"
     if not _LABEL_VALUE.match(value):
-        return ("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or "
-                "'.', and must start and end with an alphanumeric character")
+        return (
+            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or "
+            "'.', and must start and end with an alphanumeric character"
+        )
     return None
 
 
@@ -202,8 +210,11 @@ def _containers(v: _V, field: str, containers: Any, required: bool) -> None:
                 _port(v, f"{pf}.hostPort", p["hostPort"])
             _protocol(v, f"{pf}.protocol", p.get("protocol", "TCP"))
             if p.get("name") and (len(p["name"]) > 15 or not _PORT_NAME.match(p["name"])):
-                v.invalid(f"{pf}.name", p["name"], "must be no more than 15 characters and a lowercase "
-                          "RFC 1123 label")
+                v.invalid(
+                    f"{pf}.name",
+                    p["name"],
+                    "must be no more than 15 characters and a lowercase RFC 1123 label",
+                )
         for j, e in enumerate(c.get("env") or []):
             if isinstance(e, dict) and not e.get("name"):
                 v.required(f"{f}.env[{j}].name")
@@ -260,8 +271,11 @@ def _selector_and_template(v: _V, obj: Obj) -> None:
         return
     labels = (tmpl.get("metadata") or {}).get("labels") or {}
     if parsed is not None and not parsed.matches(labels):
-        v.invalid("spec.template.metadata.labels", labels_string(labels),
-                  "`selector` does not match template `labels`")
+        v.invalid(
+            "spec.template.metadata.labels",
+            labels_string(labels),
+            "`selector` does not match template `labels`",
+        )
     _pod_spec(v, "spec.template.spec", tmpl.get("spec"))
     rp = (tmpl.get("spec") or {}).get("restartPolicy", "Always")
     if rp != "Always":
@@ -327,7 +341,11 @@ def service(v: _V, obj: Obj) -> None:
             _port(v, f"{f}.targetPort", tp)
         if "nodePort" in p and p["nodePort"] not in (0, None):
             if stype not in ("NodePort", "LoadBalancer"):
-                v.add(f"{f}.nodePort", "Forbidden: may not be used when `type` is 'ClusterIP'", "FieldValueForbidden")
+                v.add(
+                    f"{f}.nodePort",
+                    "Forbidden: may not be used when `type` is 'ClusterIP'",
+                    "FieldValueForbidden",
+                )
             else:
                 _port(v, f"{f}.nodePort", p["nodePort"])
     sel = spec.get("selector") or {}
@@ -383,8 +401,11 @@ def configmap(v: _V, obj: Obj) -> None:
     for part in ("data", "binaryData"):
         for k in obj.get(part) or {}:
             if not re.match(r"^[-._a-zA-Z0-9]+$", k) or len(k) > 253:
-                v.invalid(f"{part}[{k}]", k, "a valid config key must consist of alphanumeric characters, '-', "
-                          "'_' or '.'")
+                v.invalid(
+                    f"{part}[{k}]",
+                    k,
+                    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+                )
 
 
 def node(v: _V, obj: Obj) -> None:

@@ -97,10 +97,17 @@ class WatchCache:
         self.objects = {kv.key: decode(kv) for kv in r.kvs}
         self.revision = self.horizon = r.revision
         self.ring.clear()
-        self._watch = await self.store.call(self.store.etcd.watch, prefix, prefix=True,
-                                            start_revision=r.revision + 1, prev_kv=True, progress_notify=True)
-        self._thread = threading.Thread(target=self._follow, args=(self._watch,), daemon=True,
-                                        name=f"watch-{self.res.plural}")
+        self._watch = await self.store.call(
+            self.store.etcd.watch,
+            prefix,
+            prefix=True,
+            start_revision=r.revision + 1,
+            prev_kv=True,
+            progress_notify=True,
+        )
+        self._thread = threading.Thread(
+            target=self._follow, args=(self._watch,), daemon=True, name=f"watch-{self.res.plural}"
+        )
         self._thread.start()
 
     def _follow(self, watch: Any) -> None:
@@ -183,7 +190,9 @@ class WatchCache:
             for key in sorted(self.objects):
                 obj = self.objects[key]
                 if key.startswith(prefix) and match(obj):
-                    sub.queue.put_nowait(Change("ADDED", key, obj, None, int(obj["metadata"]["resourceVersion"])))
+                    sub.queue.put_nowait(
+                        Change("ADDED", key, obj, None, int(obj["metadata"]["resourceVersion"]))
+                    )
             sub.since = self.revision
         else:
             if since < self.horizon:
