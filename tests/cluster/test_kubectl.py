@@ -1,0 +1,206 @@
+"""Real kubectl v1.32 against our apiserver on a real etcd: the everyday commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+import yaml
+
+from tests.cluster.conftest import KUBECTL, ApiServerForTest, apiserver_fixture
+
+pytestmark = pytest.mark.etcd
+
+api = apiserver_fixture()
+
+APP = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {app: web}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        ports: [{containerPort: 80}]
+        env: [{name: MODE, value: one}, {name: KEEP, value: "1"}]
+      - name: side
+        image: busybox:1.36
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 80}]
+"""
+
+
+def test_version_and_api_resources(api: ApiServerForTest) -> None:
+    out = json.loads(api.kubectl("version", "-o", "json").stdout)
+    assert out["serverVersion"]["gitVersion"].startswith("v1.32")
+    res = api.kubectl("api-resources").stdout
+    lines = {line.split()[0]: line for line in res.splitlines()[1:]}
+    assert {"pods", "services", "deployments", "replicasets", "endpointslices", "leases", "nodes"} <= set(lines)
+    assert " po " in lines["pods"] and "apps/v1" in lines["deployments"]
+
+
+def test_namespaces_exist_at_start(api: ApiServerForTest) -> None:
+    names = api.kubectl("get", "ns", "-o", "name").stdout.split()
+    assert {"namespace/default", "namespace/kube-system", "namespace/kube-public",
+            "namespace/kube-node-lease"} <= set(names)
+
+
+def test_apply_twice_with_a_change(api: ApiServerForTest) -> None:
+    out = api.kubectl("apply", "-f", "-", input=APP).stdout
+    assert "deployment.apps/web created" in out and "service/web created" in out
+    svc = json.loads(api.kubectl("get", "svc", "web", "-o", "json").stdout)
+    first_ip, first_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
+    # the change: a new image, one env var dropped, one container removed, a label added
+    changed = APP.replace("nginx:1.25", "nginx:1.26").replace(", {name: KEEP, value: \"1\"}", "")
+    changed = changed.replace("      - name: side\n        image: busybox:1.36\n", "")
+    changed = changed.replace("metadata: {name: web}\nspec:\n  type", "metadata: {name: web, labels: {v: '2'}}\n"
+                              "spec:\n  type")
+    out = api.kubectl("apply", "-f", "-", input=changed).stdout
+    assert "deployment.apps/web configured" in out and "service/web configured" in out
+    dep = json.loads(api.kubectl("get", "deploy", "web", "-o", "json").stdout)
+    containers = dep["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["nginx"]
+    assert containers[0]["image"] == "nginx:1.26" and containers[0]["env"] == [{"name": "MODE", "value": "one"}]
+    assert dep["metadata"]["generation"] == 2
+    svc = json.loads(api.kubectl("get", "svc", "web", "-o", "json").stdout)
+    assert svc["metadata"]["labels"] == {"v": "2"}
+    assert (svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]) == (first_ip, first_port)
+    again = api.kubectl("apply", "-f", "-", input=changed).stdout
+    assert "deployment.apps/web unchanged" in again and "service/web unchanged" in again
+
+
+def test_create_and_get_forms(api: ApiServerForTest) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "getme", "labels": {"tier": "fe"}},
+           "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    assert "pod/getme created" in api.kubectl("create", "-f", "-", input=json.dumps(pod)).stdout
+    dup = api.kubectl("create", "-f", "-", input=json.dumps(pod), ok=False)
+    assert dup.returncode != 0 and "AlreadyExists" in dup.stderr
+    api.kubectl("create", "namespace", "other-ns", ok=False)  # typed generators send protobuf: refused clearly
+    api.kubectl("create", "-f", "-", input=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace",
+                                                            "metadata": {"name": "other"}}))
+    other = dict(pod, metadata={"name": "elsewhere", "namespace": "other", "labels": {"tier": "be"}})
+    api.kubectl("create", "-f", "-", input=json.dumps(other))
+
+    default = api.kubectl("get", "pods").stdout.splitlines()
+    assert default[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    row = next(line.split() for line in default if line.startswith("getme"))
+    assert row[1:4] == ["0/1", "Pending", "0"]
+    wide = api.kubectl("get", "pods", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[:7] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    every = api.kubectl("get", "pods", "-A").stdout.splitlines()
+    assert every[0].split()[0] == "NAMESPACE"
+    assert any(line.split()[:2] == ["other", "elsewhere"] for line in every)
+    assert any(line.split()[:2] == ["default", "getme"] for line in every)
+    labelled = api.kubectl("get", "pods", "-A", "-l", "tier=be", "-o", "name").stdout.split()
+    assert labelled == ["pod/elsewhere"]
+    as_yaml = yaml.safe_load(api.kubectl("get", "pod", "getme", "-o", "yaml").stdout)
+    assert as_yaml["spec"]["restartPolicy"] == "Always" and as_yaml["status"]["phase"] == "Pending"
+    assert int(as_yaml["metadata"]["resourceVersion"]) > 0 and as_yaml["metadata"]["uid"]
+    svc = api.kubectl("get", "svc").stdout.splitlines()
+    assert svc[0].split() == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    assert any(line.split()[:2] == ["kubernetes", "ClusterIP"] for line in svc)
+
+
+def test_describe(api: ApiServerForTest) -> None:
+    api.kubectl("apply", "-f", "-", input=APP)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "desc", "labels": {"app": "web"}},
+           "spec": {"containers": [{"name": "c", "image": "nginx:1.25", "ports": [{"containerPort": 80}]}]}}
+    api.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    out = api.kubectl("describe", "pod", "desc").stdout
+    assert "Name:" in out and "desc" in out and "Status:       Pending" in out and "nginx:1.25" in out
+    assert "80/TCP" in out
+    out = api.kubectl("describe", "svc", "web").stdout
+    assert "Type:                     NodePort" in out and "Selector:                 app=web" in out
+    assert "NodePort:" in out and "http  " in out
+
+
+def test_label_and_three_patch_types(api: ApiServerForTest) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "patchme"},
+           "spec": {"containers": [{"name": "c", "image": "busybox"}, {"name": "d", "image": "busybox"}]}}
+    api.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    assert "labeled" in api.kubectl("label", "pod", "patchme", "env=prod").stdout
+    dup = api.kubectl("label", "pod", "patchme", "env=dev", ok=False)
+    assert dup.returncode != 0  # kubectl refuses to overwrite without --overwrite
+    api.kubectl("label", "pod", "patchme", "env=dev", "--overwrite")
+    api.kubectl("patch", "pod", "patchme", "-p", '{"spec":{"containers":[{"name":"d","image":"busybox:2"}]}}')
+    api.kubectl("patch", "pod", "patchme", "--type", "merge", "-p", '{"metadata":{"annotations":{"a":"b"}}}')
+    api.kubectl("patch", "pod", "patchme", "--type", "json", "-p",
+                '[{"op":"replace","path":"/spec/containers/0/image","value":"busybox:3"}]')
+    got = json.loads(api.kubectl("get", "pod", "patchme", "-o", "json").stdout)
+    assert got["metadata"]["labels"] == {"env": "dev"} and got["metadata"]["annotations"]["a"] == "b"
+    assert [(c["name"], c["image"]) for c in got["spec"]["containers"]] == [("c", "busybox:3"), ("d", "busybox:2")]
+    api.kubectl("label", "pod", "patchme", "env-")
+    got = json.loads(api.kubectl("get", "pod", "patchme", "-o", "json").stdout)
+    assert "env" not in (got["metadata"].get("labels") or {})
+
+
+def test_scale(api: ApiServerForTest) -> None:
+    api.kubectl("apply", "-f", "-", input=APP)
+    assert "scaled" in api.kubectl("scale", "deployment", "web", "--replicas=5").stdout
+    dep = json.loads(api.kubectl("get", "deploy", "web", "-o", "json").stdout)
+    assert dep["spec"]["replicas"] == 5
+    api.kubectl("scale", "deployment", "web", "--replicas=3", "--current-replicas=5")
+    stale = api.kubectl("scale", "deployment", "web", "--replicas=4", "--current-replicas=5", ok=False)
+    assert stale.returncode != 0
+    assert json.loads(api.kubectl("get", "deploy", "web", "-o", "json").stdout)["spec"]["replicas"] == 3
+
+
+def test_delete_and_wait(api: ApiServerForTest) -> None:
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gone-soon"}, "data": {"a": "1"}}
+    api.kubectl("apply", "-f", "-", input=json.dumps(cm))
+    out = api.kubectl("delete", "configmap", "gone-soon", "--wait").stdout
+    assert 'configmap "gone-soon" deleted' in out
+    missing = api.kubectl("get", "configmap", "gone-soon", ok=False)
+    assert missing.returncode != 0 and "NotFound" in missing.stderr
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bound"},
+           "spec": {"nodeName": "node1", "containers": [{"name": "c", "image": "busybox"}]}}
+    api.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    # a pod on a node is removed at once only when forced (no kubelet here to confirm)
+    api.kubectl("delete", "pod", "bound", "--grace-period=0", "--force", "--wait")
+    assert api.kubectl("get", "pod", "bound", ok=False).returncode != 0
+
+
+def test_get_watch(api: ApiServerForTest) -> None:
+    env = {**os.environ, "KUBECONFIG": str(api.kubeconfig), "HOME": str(api.base)}
+    proc = subprocess.Popen([KUBECTL, "get", "pods", "-l", "watch=me", "--watch", "--output-watch-events"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+
+    def seen(*words: str) -> bool:
+        return any(all(w in line for w in words) for line in list(lines))
+
+    def wait_for(*words: str) -> None:
+        deadline = time.monotonic() + 30
+        while not seen(*words):
+            assert time.monotonic() < deadline, f"kubectl never printed {words}: {lines}"
+            time.sleep(0.05)
+
+    try:
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "watched", "labels": {"watch": "me"}},
+               "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+        api.kubectl("apply", "-f", "-", input=json.dumps(pod))
+        wait_for("ADDED", "watched", "Pending")
+        api.kubectl("annotate", "pod", "watched", "x=y")
+        wait_for("MODIFIED", "watched")
+        api.kubectl("delete", "pod", "watched")
+        wait_for("DELETED", "watched")
+    finally:
+        proc.terminate()
+        proc.wait(10)
