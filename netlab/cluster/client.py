@@ -96,7 +96,6 @@ class ApiClient:
             fd, self._ca_file = tempfile.mkstemp(prefix="netlab-ca-", suffix=".crt")
             with os.fdopen(fd, "wb") as f:
                 f.write(ca_pem)
-            self._session.verify = self._ca_file
 
     @classmethod
     def from_kubeconfig(cls, path: Path, timeout: float = 30.0) -> ApiClient:
@@ -159,9 +158,12 @@ class ApiClient:
                 headers=headers,
                 stream=stream,
                 timeout=timeout or self.timeout,
+                # explicit: a session-level `verify` loses to REQUESTS_CA_BUNDLE in the environment
+                verify=self._ca_file or True,
             )
         except requests.RequestException as e:
-            raise Unavailable(f"apiserver at {self.server} is unreachable: {type(e).__name__}") from None
+            reason = str(e).rsplit(": ", 1)[-1].strip("')\"") or type(e).__name__
+            raise Unavailable(f"apiserver at {self.server} is unreachable: {reason}") from None
         if resp.status_code >= 400:
             raise _error(resp)
         return resp
