@@ -25,8 +25,9 @@ import requests
 
 from netlab.cluster import auth
 from netlab.cluster.client import ApiClient
+from netlab.etcd import server as etcd_server
 from netlab.etcd.server import free_port
-from tests.conftest import EtcdForTest
+from tests.conftest import new_layout
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
@@ -63,10 +64,28 @@ class ApiServerForTest:
         self.port = self.port or free_port()
         self.base.mkdir(parents=True, exist_ok=True)
         self.kubeconfig.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "netlab.cli", "apiserver", "--etcd", self.etcd_url, "--port", str(self.port),
-                "--cert-dir", str(self.base / "pki"), "--token-file", str(self.base / "tokens.csv"),
-                "--write-kubeconfig", str(self.kubeconfig), *self.extra]
-        env = {**os.environ, "NETLAB_STATE_DIR": str(self.base / "state"), "NETLAB_RUN_DIR": str(self.base / "run")}
+        argv = [
+            sys.executable,
+            "-m",
+            "netlab.cli",
+            "apiserver",
+            "--etcd",
+            self.etcd_url,
+            "--port",
+            str(self.port),
+            "--cert-dir",
+            str(self.base / "pki"),
+            "--token-file",
+            str(self.base / "tokens.csv"),
+            "--write-kubeconfig",
+            str(self.kubeconfig),
+            *self.extra,
+        ]
+        env = {
+            **os.environ,
+            "NETLAB_STATE_DIR": str(self.base / "state"),
+            "NETLAB_RUN_DIR": str(self.base / "run"),
+        }
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 60
@@ -89,20 +108,31 @@ class ApiServerForTest:
     def client(self) -> ApiClient:
         return ApiClient.from_kubeconfig(self.kubeconfig)
 
-    def http(self, method: str, path: str, *, token: str | None = "admin", body: Any = None,
-             content_type: str = "application/json", **kw: Any) -> requests.Response:
+    def http(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = "admin",
+        body: Any = None,
+        content_type: str = "application/json",
+        **kw: Any,
+    ) -> requests.Response:
         headers = {"Content-Type": content_type}
         if token:
             headers["Authorization"] = f"Bearer {self.token(token)}"
         data = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
-        return requests.request(method, self.url + path, data=data, headers=headers, verify=str(self.ca),
-                                timeout=30, **kw)
+        return requests.request(
+            method, self.url + path, data=data, headers=headers, verify=str(self.ca), timeout=30, **kw
+        )
 
-    def kubectl(self, *args: str, input: str | None = None, ok: bool = True,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, ok: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.base)}
-        proc = subprocess.run([KUBECTL, *args], input=input, capture_output=True, text=True, env=env,
-                              timeout=timeout)
+        proc = subprocess.run(
+            [KUBECTL, *args], input=input, capture_output=True, text=True, env=env, timeout=timeout
+        )
         if ok and proc.returncode != 0:
             pytest.fail(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -114,14 +144,14 @@ def apiserver_fixture(*extra: str) -> Any:
     @pytest.fixture(scope="module")
     def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServerForTest]:
         base = tmp_path_factory.mktemp("apiserver")
-        etcd = EtcdForTest(base / "etcd")
-        etcd.start()
-        server = ApiServerForTest(base / "api", etcd.url, extra)
+        etcd_layout = new_layout(base / "etcd")
+        url = etcd_server.start(etcd_layout, any_port=True, progress_interval="1s")
+        server = ApiServerForTest(base / "api", url, extra)
         try:
             server.start()
             yield server
         finally:
             server.stop()
-            etcd.stop()
+            etcd_server.stop(etcd_layout)
 
     return fixture

@@ -50,14 +50,20 @@ def test_version_and_api_resources(api: ApiServerForTest) -> None:
     assert out["serverVersion"]["gitVersion"].startswith("v1.32")
     res = api.kubectl("api-resources").stdout
     lines = {line.split()[0]: line for line in res.splitlines()[1:]}
-    assert {"pods", "services", "deployments", "replicasets", "endpointslices", "leases", "nodes"} <= set(lines)
+    assert {"pods", "services", "deployments", "replicasets", "endpointslices", "leases", "nodes"} <= set(
+        lines
+    )
     assert " po " in lines["pods"] and "apps/v1" in lines["deployments"]
 
 
 def test_namespaces_exist_at_start(api: ApiServerForTest) -> None:
     names = api.kubectl("get", "ns", "-o", "name").stdout.split()
-    assert {"namespace/default", "namespace/kube-system", "namespace/kube-public",
-            "namespace/kube-node-lease"} <= set(names)
+    assert {
+        "namespace/default",
+        "namespace/kube-system",
+        "namespace/kube-public",
+        "namespace/kube-node-lease",
+    } <= set(names)
 
 
 def test_apply_twice_with_a_change(api: ApiServerForTest) -> None:
@@ -66,16 +72,19 @@ def test_apply_twice_with_a_change(api: ApiServerForTest) -> None:
     svc = json.loads(api.kubectl("get", "svc", "web", "-o", "json").stdout)
     first_ip, first_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
     # the change: a new image, one env var dropped, one container removed, a label added
-    changed = APP.replace("nginx:1.25", "nginx:1.26").replace(", {name: KEEP, value: \"1\"}", "")
+    changed = APP.replace("nginx:1.25", "nginx:1.26").replace(', {name: KEEP, value: "1"}', "")
     changed = changed.replace("      - name: side\n        image: busybox:1.36\n", "")
-    changed = changed.replace("metadata: {name: web}\nspec:\n  type", "metadata: {name: web, labels: {v: '2'}}\n"
-                              "spec:\n  type")
+    changed = changed.replace(
+        "metadata: {name: web}\nspec:\n  type", "metadata: {name: web, labels: {v: '2'}}\nspec:\n  type"
+    )
     out = api.kubectl("apply", "-f", "-", input=changed).stdout
     assert "deployment.apps/web configured" in out and "service/web configured" in out
     dep = json.loads(api.kubectl("get", "deploy", "web", "-o", "json").stdout)
     containers = dep["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["nginx"]
-    assert containers[0]["image"] == "nginx:1.26" and containers[0]["env"] == [{"name": "MODE", "value": "one"}]
+    assert containers[0]["image"] == "nginx:1.26" and containers[0]["env"] == [
+        {"name": "MODE", "value": "one"}
+    ]
     assert dep["metadata"]["generation"] == 2
     svc = json.loads(api.kubectl("get", "svc", "web", "-o", "json").stdout)
     assert svc["metadata"]["labels"] == {"v": "2"}
@@ -85,14 +94,24 @@ def test_apply_twice_with_a_change(api: ApiServerForTest) -> None:
 
 
 def test_create_and_get_forms(api: ApiServerForTest) -> None:
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "getme", "labels": {"tier": "fe"}},
-           "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "getme", "labels": {"tier": "fe"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
     assert "pod/getme created" in api.kubectl("create", "-f", "-", input=json.dumps(pod)).stdout
     dup = api.kubectl("create", "-f", "-", input=json.dumps(pod), ok=False)
     assert dup.returncode != 0 and "AlreadyExists" in dup.stderr
-    api.kubectl("create", "namespace", "other-ns", ok=False)  # typed generators send protobuf: refused clearly
-    api.kubectl("create", "-f", "-", input=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace",
-                                                            "metadata": {"name": "other"}}))
+    api.kubectl(
+        "create", "namespace", "other-ns", ok=False
+    )  # typed generators send protobuf: refused clearly
+    api.kubectl(
+        "create",
+        "-f",
+        "-",
+        input=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}}),
+    )
     other = dict(pod, metadata={"name": "elsewhere", "namespace": "other", "labels": {"tier": "be"}})
     api.kubectl("create", "-f", "-", input=json.dumps(other))
 
@@ -118,8 +137,12 @@ def test_create_and_get_forms(api: ApiServerForTest) -> None:
 
 def test_describe(api: ApiServerForTest) -> None:
     api.kubectl("apply", "-f", "-", input=APP)
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "desc", "labels": {"app": "web"}},
-           "spec": {"containers": [{"name": "c", "image": "nginx:1.25", "ports": [{"containerPort": 80}]}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "desc", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "c", "image": "nginx:1.25", "ports": [{"containerPort": 80}]}]},
+    }
     api.kubectl("apply", "-f", "-", input=json.dumps(pod))
     out = api.kubectl("describe", "pod", "desc").stdout
     assert "Name:" in out and "desc" in out and "Status:       Pending" in out and "nginx:1.25" in out
@@ -130,8 +153,12 @@ def test_describe(api: ApiServerForTest) -> None:
 
 
 def test_label_and_three_patch_types(api: ApiServerForTest) -> None:
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "patchme"},
-           "spec": {"containers": [{"name": "c", "image": "busybox"}, {"name": "d", "image": "busybox"}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "patchme"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}, {"name": "d", "image": "busybox"}]},
+    }
     api.kubectl("apply", "-f", "-", input=json.dumps(pod))
     assert "labeled" in api.kubectl("label", "pod", "patchme", "env=prod").stdout
     dup = api.kubectl("label", "pod", "patchme", "env=dev", ok=False)
@@ -139,11 +166,21 @@ def test_label_and_three_patch_types(api: ApiServerForTest) -> None:
     api.kubectl("label", "pod", "patchme", "env=dev", "--overwrite")
     api.kubectl("patch", "pod", "patchme", "-p", '{"spec":{"containers":[{"name":"d","image":"busybox:2"}]}}')
     api.kubectl("patch", "pod", "patchme", "--type", "merge", "-p", '{"metadata":{"annotations":{"a":"b"}}}')
-    api.kubectl("patch", "pod", "patchme", "--type", "json", "-p",
-                '[{"op":"replace","path":"/spec/containers/0/image","value":"busybox:3"}]')
+    api.kubectl(
+        "patch",
+        "pod",
+        "patchme",
+        "--type",
+        "json",
+        "-p",
+        '[{"op":"replace","path":"/spec/containers/0/image","value":"busybox:3"}]',
+    )
     got = json.loads(api.kubectl("get", "pod", "patchme", "-o", "json").stdout)
     assert got["metadata"]["labels"] == {"env": "dev"} and got["metadata"]["annotations"]["a"] == "b"
-    assert [(c["name"], c["image"]) for c in got["spec"]["containers"]] == [("c", "busybox:3"), ("d", "busybox:2")]
+    assert [(c["name"], c["image"]) for c in got["spec"]["containers"]] == [
+        ("c", "busybox:3"),
+        ("d", "busybox:2"),
+    ]
     api.kubectl("label", "pod", "patchme", "env-")
     got = json.loads(api.kubectl("get", "pod", "patchme", "-o", "json").stdout)
     assert "env" not in (got["metadata"].get("labels") or {})
@@ -167,8 +204,12 @@ def test_delete_and_wait(api: ApiServerForTest) -> None:
     assert 'configmap "gone-soon" deleted' in out
     missing = api.kubectl("get", "configmap", "gone-soon", ok=False)
     assert missing.returncode != 0 and "NotFound" in missing.stderr
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bound"},
-           "spec": {"nodeName": "node1", "containers": [{"name": "c", "image": "busybox"}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "bound"},
+        "spec": {"nodeName": "node1", "containers": [{"name": "c", "image": "busybox"}]},
+    }
     api.kubectl("apply", "-f", "-", input=json.dumps(pod))
     # a pod on a node is removed at once only when forced (no kubelet here to confirm)
     api.kubectl("delete", "pod", "bound", "--grace-period=0", "--force", "--wait")
@@ -177,8 +218,13 @@ def test_delete_and_wait(api: ApiServerForTest) -> None:
 
 def test_get_watch(api: ApiServerForTest) -> None:
     env = {**os.environ, "KUBECONFIG": str(api.kubeconfig), "HOME": str(api.base)}
-    proc = subprocess.Popen([KUBECTL, "get", "pods", "-l", "watch=me", "--watch", "--output-watch-events"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [KUBECTL, "get", "pods", "-l", "watch=me", "--watch", "--output-watch-events"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
     reader.start()
@@ -193,8 +239,12 @@ def test_get_watch(api: ApiServerForTest) -> None:
             time.sleep(0.05)
 
     try:
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "watched", "labels": {"watch": "me"}},
-               "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "watched", "labels": {"watch": "me"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }
         api.kubectl("apply", "-f", "-", input=json.dumps(pod))
         wait_for("ADDED", "watched", "Pending")
         api.kubectl("annotate", "pod", "watched", "x=y")

@@ -31,8 +31,10 @@ def core(api: ApiServerForTest) -> Iterator[k8s.CoreV1Api]:
 
 
 def pod(name: str, **labels: str) -> k8s.V1Pod:
-    return k8s.V1Pod(metadata=k8s.V1ObjectMeta(name=name, labels=labels or None),
-                     spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="busybox")]))
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name=name, labels=labels or None),
+        spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="busybox")]),
+    )
 
 
 def test_list_and_watch_from_resource_version(core: k8s.CoreV1Api) -> None:
@@ -45,8 +47,9 @@ def test_list_and_watch_from_resource_version(core: k8s.CoreV1Api) -> None:
     core.delete_namespaced_pod("py-b", "default")
     events = []
     w = k8s_watch.Watch()
-    for ev in w.stream(core.list_namespaced_pod, "default", label_selector="app=py", resource_version=rv,
-                       timeout_seconds=2):
+    for ev in w.stream(
+        core.list_namespaced_pod, "default", label_selector="app=py", resource_version=rv, timeout_seconds=2
+    ):
         events.append((ev["type"], ev["object"].metadata.name))
         if len(events) == 3:
             w.stop()
@@ -71,8 +74,9 @@ def test_stale_update_is_409(core: k8s.CoreV1Api) -> None:
 
 def test_binding_and_status(core: k8s.CoreV1Api) -> None:
     core.create_namespaced_pod("default", pod("py-bind"))
-    body = k8s.V1Binding(metadata=k8s.V1ObjectMeta(name="py-bind"),
-                         target=k8s.V1ObjectReference(kind="Node", name="node1"))
+    body = k8s.V1Binding(
+        metadata=k8s.V1ObjectMeta(name="py-bind"), target=k8s.V1ObjectReference(kind="Node", name="node1")
+    )
     resp = core.create_namespaced_pod_binding("py-bind", "default", body, _preload_content=False)
     assert resp.status == 201
     got = core.read_namespaced_pod("py-bind", "default")
@@ -81,18 +85,23 @@ def test_binding_and_status(core: k8s.CoreV1Api) -> None:
     with pytest.raises(k8s.ApiException) as e:
         core.create_namespaced_pod_binding("py-bind", "default", body, _preload_content=False)
     assert e.value.status == 409
-    core.patch_namespaced_pod_status("py-bind", "default", {"status": {"phase": "Running", "podIP": "10.244.1.9"}})
+    core.patch_namespaced_pod_status(
+        "py-bind", "default", {"status": {"phase": "Running", "podIP": "10.244.1.9"}}
+    )
     got = core.read_namespaced_pod("py-bind", "default")
     assert got.status.phase == "Running" and got.status.pod_ip == "10.244.1.9"
     # a main-resource write does not touch status
-    core.patch_namespaced_pod("py-bind", "default", {"status": {"phase": "Failed"}, "metadata": {"labels": {"a": "b"}}})
+    core.patch_namespaced_pod(
+        "py-bind", "default", {"status": {"phase": "Failed"}, "metadata": {"labels": {"a": "b"}}}
+    )
     assert core.read_namespaced_pod("py-bind", "default").status.phase == "Running"
 
 
 def test_limit_and_continue(core: k8s.CoreV1Api) -> None:
     for i in range(7):
-        core.create_namespaced_config_map("default", k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(
-            name=f"page-{i}", labels={"page": "yes"})))
+        core.create_namespaced_config_map(
+            "default", k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=f"page-{i}", labels={"page": "yes"}))
+        )
     names, token, pages = [], None, 0
     while True:
         page = core.list_namespaced_config_map("default", label_selector="page=yes", limit=3, _continue=token)
@@ -115,9 +124,13 @@ def test_thousand_concurrent_conflicting_updates_lose_nothing(api: ApiServerForT
 
     def annotate(i: int) -> int:
         # merge patches: the server re-applies each on conflict, so all must land
-        r = session.patch(url, data=json.dumps({"metadata": {"annotations": {f"w{i}": "1"}}}),
-                          headers={**headers, "Content-Type": "application/merge-patch+json"},
-                          verify=str(api.ca), timeout=120)
+        r = session.patch(
+            url,
+            data=json.dumps({"metadata": {"annotations": {f"w{i}": "1"}}}),
+            headers={**headers, "Content-Type": "application/merge-patch+json"},
+            verify=str(api.ca),
+            timeout=120,
+        )
         return r.status_code
 
     def increment(i: int) -> int:
@@ -126,8 +139,13 @@ def test_thousand_concurrent_conflicting_updates_lose_nothing(api: ApiServerForT
         while True:
             cur = session.get(url, headers=headers, verify=str(api.ca), timeout=120).json()
             cur["data"]["n"] = str(int(cur["data"]["n"]) + 1)
-            r = session.put(url, data=json.dumps(cur), headers={**headers, "Content-Type": "application/json"},
-                            verify=str(api.ca), timeout=120)
+            r = session.put(
+                url,
+                data=json.dumps(cur),
+                headers={**headers, "Content-Type": "application/json"},
+                verify=str(api.ca),
+                timeout=120,
+            )
             if r.status_code == 200:
                 return conflicts
             assert r.status_code == 409 and r.json()["reason"] == "Conflict"
@@ -148,12 +166,17 @@ def test_unauthenticated_and_read_only(api: ApiServerForTest) -> None:
         r = api.http("GET", path, token=None)
         assert r.status_code == 401 and r.json()["reason"] == "Unauthorized"
         assert "items" not in r.text and "v1.32" not in r.text
-    r = requests.get(api.url + "/api/v1/pods", headers={"Authorization": "Bearer not-a-token"},
-                     verify=str(api.ca), timeout=10)
+    r = requests.get(
+        api.url + "/api/v1/pods",
+        headers={"Authorization": "Bearer not-a-token"},
+        verify=str(api.ca),
+        timeout=10,
+    )
     assert r.status_code == 401
     assert api.http("GET", "/api/v1/namespaces/default/pods", token="viewer").status_code == 200
-    r = api.http("POST", "/api/v1/namespaces/default/configmaps", token="viewer",
-                 body={"metadata": {"name": "nope"}})
+    r = api.http(
+        "POST", "/api/v1/namespaces/default/configmaps", token="viewer", body={"metadata": {"name": "nope"}}
+    )
     assert r.status_code == 403 and r.json()["reason"] == "Forbidden"
     r = api.http("DELETE", "/api/v1/namespaces/default/configmaps/counter", token="viewer")
     assert r.status_code == 403
@@ -165,9 +188,13 @@ def test_unauthenticated_and_read_only(api: ApiServerForTest) -> None:
 
 def test_netlab_client(api: ApiServerForTest, tmp_path: Path) -> None:
     with ApiClient.from_kubeconfig(api.kubeconfig) as c:
-        created = c.create("leases.coordination.k8s.io", {
-            "metadata": {"name": "node1", "namespace": "kube-node-lease"},
-            "spec": {"holderIdentity": "node1", "leaseDurationSeconds": 40}})
+        created = c.create(
+            "leases.coordination.k8s.io",
+            {
+                "metadata": {"name": "node1", "namespace": "kube-node-lease"},
+                "spec": {"holderIdentity": "node1", "leaseDurationSeconds": 40},
+            },
+        )
         rv = created["metadata"]["resourceVersion"]
         c.patch("leases", "node1", {"spec": {"renewTime": "2025-01-01T00:00:00.000000Z"}}, "kube-node-lease")
         got = c.get("leases", "node1", "kube-node-lease")
