@@ -19,7 +19,6 @@ from netlab.kernel.iptables import (
     DEFAULT_BACKEND,
     delete_iptables_chains,
     delete_iptables_rule,
-    ensure_iptables_rule,
     iptables_chains,
     iptables_restore,
     iptables_save,
@@ -34,7 +33,9 @@ from proxy.iptables.render import (
     Chain,
     PortRules,
     assemble,
+    insert_jumps,
     is_large,
+    missing_jumps,
     render_service_port,
     restore_text,
 )
@@ -42,6 +43,29 @@ from proxy.mode import NodeInfo
 from proxy.model import ServicePortName, Snapshot
 
 log = logging.getLogger(__name__)
+
+
+def _same(old: Snapshot | None, new: Snapshot, spn: ServicePortName) -> bool:
+    """The service port and its endpoints are unchanged between the two snapshots."""
+    return (
+        old is not None
+        and old.services.get(spn) == new.services[spn]
+        and old.endpoints_of(spn) == new.endpoints_of(spn)
+    )
+
+
+def read_kernel_state(
+    netns: str, backend: str, jumps: tuple[tuple[str, str, tuple[str, ...]], ...]
+) -> tuple[list[Chain], list[tuple[str, str, tuple[str, ...]]]]:
+    """One iptables-save per table: leftover per-service chains, and which jumps are missing."""
+    saved = {table: iptables_save(netns, table, backend) for table in (FILTER, NAT)}
+    existing = [
+        (table, line[1:].split()[0])
+        for table, text in saved.items()
+        for line in text.splitlines()
+        if line.startswith(":KUBE-")
+    ]
+    return existing, missing_jumps(jumps, saved)
 
 
 class IptablesMode:
@@ -57,49 +81,46 @@ class IptablesMode:
         self._large: bool | None = None
         self.last_restore = ""  # the last restore input, for `show` and debugging
 
-    def _existing_chains(self) -> list[Chain]:
-        return [
-            (table, chain)
-            for table in (FILTER, NAT)
-            for chain in iptables_chains(self.netns, table, self.backend)
-            if chain.startswith(SERVICE_CHAIN_PREFIXES)
-        ]
-
     def sync(self, snapshot: Snapshot, changed: frozenset[ServicePortName] | None) -> None:
         large = is_large(snapshot)
         full = changed is None or self._applied is None or large != self._large
         comments = not large
+        old = self._snapshot
         if full:
-            ports = {
-                spn: render_service_port(svc, snapshot.endpoints_of(spn), self.node, comments)
-                for spn, svc in snapshot.services.items()
-            }
+            # a full sync rewrites every chain; rendering is pure, so unchanged ports reuse theirs
+            reuse = old is not None and large == self._large
+            ports = {}
+            for spn, svc in snapshot.services.items():
+                if reuse and spn in self._ports and _same(old, snapshot, spn):
+                    ports[spn] = self._ports[spn]
+                else:
+                    ports[spn] = render_service_port(svc, snapshot.endpoints_of(spn), self.node, comments)
             touched: frozenset[ServicePortName] = frozenset(snapshot.services) | frozenset(
-                self._snapshot.services if self._snapshot else ()
+                old.services if old else ()
             )
         else:
             assert changed is not None
             ports = dict(self._ports)
             for spn in changed:
-                svc = snapshot.services.get(spn)
-                if svc is None:
-                    ports.pop(spn, None)
+                if spn in snapshot.services:
+                    eps = snapshot.endpoints_of(spn)
+                    ports[spn] = render_service_port(snapshot.services[spn], eps, self.node, comments)
                 else:
-                    ports[spn] = render_service_port(svc, snapshot.endpoints_of(spn), self.node, comments)
+                    ports.pop(spn, None)
             touched = changed
         desired = assemble(ports[spn] for spn in sorted(ports))
-        existing = self._existing_chains() if full else []
-        text = restore_text(desired, None if full else self._applied, existing)
         try:
-            iptables_restore(self.netns, text, self.backend)
             if full:
-                for table, chain, spec in JUMP_RULES:
-                    ensure_iptables_rule(self.netns, table, chain, spec, self.backend)
+                existing, jumps = read_kernel_state(self.netns, self.backend, JUMP_RULES)
+                text = insert_jumps(restore_text(desired, None, existing), jumps)
+            else:
+                text = restore_text(desired, self._applied)
+            iptables_restore(self.netns, text, self.backend)
         except Exception:
             self._applied = None  # unknown kernel state: the retry rewrites everything
             raise
         self.last_restore = text
-        for d in plan_conntrack_cleanup(self._snapshot, snapshot, touched, self.node.name):
+        for d in plan_conntrack_cleanup(old, snapshot, touched, self.node.name):
             delete_conntrack(self.netns, d.protocol, d.orig_dst, d.orig_port_dst, d.dst_nat)
         self._ports, self._applied, self._snapshot, self._large = ports, desired, snapshot, large
 

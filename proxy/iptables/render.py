@@ -73,9 +73,52 @@ JUMP_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 Chain = tuple[str, str]  # (table, chain name)
 
 
+def rule_text(chain: str, spec: tuple[str, ...]) -> str:
+    """A rule as iptables-save prints it (arguments with spaces quoted)."""
+    return " ".join(["-A", chain, *(f'"{a}"' if " " in a else a for a in spec)])
+
+
+def missing_jumps(
+    jumps: Iterable[tuple[str, str, tuple[str, ...]]], saved: Mapping[str, str]
+) -> list[tuple[str, str, tuple[str, ...]]]:
+    """The jump rules absent from `saved` (iptables-save text per table).
+
+    Our jump specs are written in the order and quoting iptables-save uses, so presence is a
+    line comparison and one save replaces a `-C` per rule.
+    """
+    out = []
+    for table, chain, spec in jumps:
+        if rule_text(chain, spec) not in saved.get(table, "").splitlines():
+            out.append((table, chain, spec))
+    return out
+
+
+def insert_jumps(text: str, jumps: Iterable[tuple[str, str, tuple[str, ...]]]) -> str:
+    """Restore input with `-I` lines for `jumps` added to the right tables' sections.
+
+    Built-in chains are not declared, so `--noflush` leaves their other rules alone; the
+    inserts land in the same transaction as the chains they jump to.
+    """
+    by_table: dict[str, list[str]] = {}
+    for table, chain, spec in jumps:
+        by_table.setdefault(table, []).append(rule_text(chain, spec).replace("-A ", "-I ", 1))
+    if not by_table:
+        return text
+    lines = text.splitlines()
+    for table, inserts in by_table.items():
+        if f"*{table}" not in lines:
+            lines += [f"*{table}", "COMMIT"]
+        # before the table's COMMIT
+        start = lines.index(f"*{table}")
+        commit = lines.index("COMMIT", start)
+        lines[commit:commit] = inserts
+    return "\n".join(lines) + "\n"
+
+
 @lru_cache(maxsize=65536)
 def _hash16(key: str) -> str:
-    return base64.b32encode(hashlib.sha256(key.encode()).digest()).decode()[:16]
+    # base32 maps each 5 bytes to 8 characters, so 10 bytes give exactly the first 16
+    return base64.b32encode(hashlib.sha256(key.encode()).digest()[:10]).decode()
 
 
 def service_chain(prefix: str, spn: ServicePortName) -> str:

@@ -17,11 +17,11 @@ from netlab.kernel.iptables import (
     DEFAULT_BACKEND,
     delete_iptables_chains,
     delete_iptables_rule,
-    ensure_iptables_rule,
     iptables_chains,
     iptables_restore,
 )
-from proxy.iptables.render import NAT, Chain, restore_text
+from proxy.iptables.mode import read_kernel_state
+from proxy.iptables.render import NAT, Chain, insert_jumps, restore_text
 from proxy.mode import NodeInfo
 from proxy.model import ServicePortName, Snapshot, usable_endpoints
 from proxy.userspace.balancer import RoundRobin
@@ -95,12 +95,13 @@ class UserspaceMode:
                     probe.stop()
         self.balancer.reap()
         desired = render_portals(snapshot, self.ports, self.node)
-        text = restore_text(desired, None if full else self._applied)
         try:
-            iptables_restore(self.netns, text, self.backend)
             if full:
-                for table, chain, spec in JUMP_RULES:
-                    ensure_iptables_rule(self.netns, table, chain, spec, self.backend)
+                _, jumps = read_kernel_state(self.netns, self.backend, JUMP_RULES)
+                text = insert_jumps(restore_text(desired, None), jumps)
+            else:
+                text = restore_text(desired, self._applied)
+            iptables_restore(self.netns, text, self.backend)
         except Exception:
             self._applied = None
             raise

@@ -156,3 +156,17 @@ def test_udp_follows_endpoint_removal(fresh, lab):
         assert udp_ask(sock, "10.96.0.53", 53)["pod"] == other
     finally:
         sock.close()
+
+
+def test_full_resyncs_keep_one_copy_of_each_jump(proxies, lab):
+    from netlab.kernel.iptables import iptables_save
+    from proxy.iptables.render import JUMP_RULES, rule_text
+    from proxy.userspace.portals import JUMP_RULES as PORTAL_JUMPS
+
+    p = proxies.proxiers["node1"]
+    p.sync(True)
+    p.sync(True)
+    jumps = JUMP_RULES if proxies.mode == "iptables" else PORTAL_JUMPS
+    for table, chain, spec in jumps:
+        lines = iptables_save(lab.node_netns("node1"), table).splitlines()
+        assert lines.count(rule_text(chain, spec)) == 1, (table, chain, spec)

@@ -125,3 +125,12 @@ def test_large_clusters_drop_endpoint_comments():
     sep = chains[("nat", r.endpoint_chain(WEB, eps[0]))]
     assert all("comment" not in line for line in sep)
     assert not any("->" in line for line in chains[("nat", r.service_chain("KUBE-SVC-", WEB))])
+
+
+def test_jump_rules_are_checked_in_save_format_and_inserted_in_the_restore():
+    present = r.rule_text("PREROUTING", r.JUMP_RULES[0][2])
+    assert present == '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES'
+    missing = r.missing_jumps(r.JUMP_RULES, {"nat": f"*nat\n{present}\nCOMMIT\n"})
+    assert r.JUMP_RULES[0] not in missing and len(missing) == len(r.JUMP_RULES) - 1
+    text = r.insert_jumps(r.restore_text(r.render(Snapshot(), NODE), None), missing)
+    check_golden("iptables/full_with_jumps.txt", text)
