@@ -29,13 +29,14 @@ from netlab.kernel import Rtnl
 from netlab.lab import cniconf, pods, processes, state
 from netlab.lab.state import CLIENT_UPLINK, NODE_UPLINK, UNDERLAY_BRIDGE, LabState
 from netlab.lab.topology import Topology
-from netlab.layout import Layout
+from netlab.layout import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, Layout
 
 # done, total, what is being done now
 Progress = Callable[[int, int, str], None]
 
 UNDERLAY_PORT_PREFIX = "u-"
 DIST_NAME = "netlab-kube"
+DEFAULT_DIRS = (DEFAULT_RUN_DIR, DEFAULT_STATE_DIR)
 
 
 def underlay_port(node: str) -> str:
@@ -68,7 +69,8 @@ def up(layout: Layout, topology: Topology, progress: Progress = _no_progress) ->
                 f"network namespace {ns} already exists (left from a crashed run?); `netlab clean` removes it"
             )
     for d in (layout.run_dir, layout.state_dir):
-        if d.exists() and not state.is_owned(d) and any(d.iterdir()):
+        # the default directories are netlab's by definition (`netlab etcd` may have made them)
+        if d.exists() and not state.is_owned(d) and any(d.iterdir()) and d not in DEFAULT_DIRS:
             raise ConfigError(f"{d} exists and is not netlab's (no {state.MARKER}); choose another directory")
 
     lab = LabState(prefix=layout.prefix, topology=topology)

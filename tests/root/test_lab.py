@@ -203,3 +203,17 @@ def test_doctor_table_and_exit_code(cli):
     proc = cli("doctor", ok=False, env=cli.env(PATH="/usr/bin:/bin"))
     assert "apt-get install iptables" in proc.stdout
     assert "iptables" in one_line_error(proc)
+
+
+def test_up_refuses_a_state_dir_that_is_not_netlabs(cli, layout, tmp_path):
+    foreign = tmp_path / "someone-elses"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    env = cli.env(NETLAB_STATE_DIR=str(foreign))
+    line = one_line_error(cli("up", "--nodes", "1", ok=False, env=env))
+    assert f"{foreign} exists and is not netlab's" in line
+    assert lab_netns(layout) == []
+    # clean and down never delete a directory without netlab's marker either
+    cli("clean", env=env)
+    cli("down", env=env)
+    assert (foreign / "notes.txt").read_text() == "keep me"
