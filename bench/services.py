@@ -21,7 +21,6 @@ import json
 import os
 import secrets
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,18 +92,22 @@ def datapath(quick: bool) -> None:
             lab.service("echo", VIP, port=80, target=8080),
             lab.service("iperf", IPERF_VIP, port=5201, target=5201),
         ]
-        slices = [lab.endpoint_slice("echo", ["backend"]), lab.endpoint_slice("iperf", ["backend"], port=5201)]
+        slices = [
+            lab.endpoint_slice("echo", ["backend"]),
+            lab.endpoint_slice("iperf", ["backend"], port=5201),
+        ]
 
         direct_lat = connect_latencies(client.netns, backend.ip, 8080, n_conn)
         direct_bw = iperf(client.netns, backend.ip, seconds)
-        print(f"\n== data path (one node, client pod -> backend pod; {n_conn} connections, iperf3 {seconds} s)")
+        print(f"\n== data path (client pod -> backend pod, one node; {n_conn} connects, iperf3 {seconds}s)")
         print(f"{'path':<12}{'connect p50':>13}{'p99':>10}{'throughput':>14}{'ratio':>8}{'p50 ratio':>11}")
         print(
             f"{'direct':<12}{pct(direct_lat, 50) * 1e6:>10.0f} us{pct(direct_lat, 99) * 1e6:>7.0f} us"
             f"{direct_bw / 1e9:>9.2f} Gb/s{1.0:>8.2f}{1.0:>11.2f}"
         )
         for mode in ("iptables", "userspace"):
-            p = Proxier(make_mode(mode, lab.node_netns("node1"), NodeInfo("node1", node_ips=(lab.node_ip("node1"),))))
+            info = NodeInfo("node1", node_ips=(lab.node_ip("node1"),))
+            p = Proxier(make_mode(mode, lab.node_netns("node1"), info))
             p.replace_all(services, slices)
             p.sync(True)
             try:
@@ -129,9 +132,8 @@ def big_snapshot(n: int) -> Snapshot:
     endpoints = {}
     for i in range(n):
         spn = ServicePortName(f"ns{i % 50}", f"svc{i}", "http", "TCP")
-        services[spn] = ServicePort(
-            spn, f"10.{96 + i // 65536}.{(i // 256) % 256}.{i % 256}", 80, node_port=30000 + i if i % 10 == 0 else None
-        )
+        vip = f"10.{96 + i // 65536}.{(i // 256) % 256}.{i % 256}"
+        services[spn] = ServicePort(spn, vip, 80, node_port=30000 + i if i % 10 == 0 else None)
         endpoints[spn] = tuple(
             Endpoint(f"10.244.{(2 * i + j) // 250 % 256}.{(2 * i + j) % 250 + 2}", 8080, f"node{j + 1}")
             for j in range(2)
@@ -141,7 +143,7 @@ def big_snapshot(n: int) -> Snapshot:
 
 def sync_times(sizes: list[int], backends: list[str]) -> None:
     print("\n== iptables sync (2 endpoints per service, every 10th a NodePort)")
-    print(f"{'backend':<8}{'services':>9}{'lines':>8}{'full (empty)':>14}{'full resync':>13}{'partial (1 ep)':>16}")
+    print(f"{'backend':<8}{'services':>9}{'lines':>8}{'full (empty)':>14}{'resync':>10}{'partial':>10}")
     for backend in backends:
         for n in sizes:
             ns = f"nl-b{secrets.token_hex(3)}-sync"
@@ -166,13 +168,13 @@ def sync_times(sizes: list[int], backends: list[str]) -> None:
                 partial = time.perf_counter() - t0
             finally:
                 kernel.delete_netns(ns)
-            print(f"{backend:<8}{n:>9}{lines:>8}{full:>12.3f} s{resync:>11.3f} s{partial * 1000:>13.1f} ms")
+            print(f"{backend:<8}{n:>9}{lines:>8}{full:>12.3f} s{resync:>8.3f} s{partial * 1000:>7.1f} ms")
     print("targets: full sync of 5,000 services < 0.5 s, one-service partial sync < 50 ms")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer connections, shorter iperf runs, smaller sync sizes")
+    ap.add_argument("--quick", action="store_true", help="fewer connections, shorter runs, fewer services")
     ap.add_argument("--no-datapath", action="store_true")
     ap.add_argument("--no-sync", action="store_true")
     args = ap.parse_args()

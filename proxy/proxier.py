@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +68,7 @@ class Proxier:
             self.tracker.slices_synced |= slices
         self.request_sync()
 
-    def replace_all(self, services: list[Mapping[str, Any]], slices: list[Mapping[str, Any]]) -> None:
+    def replace_all(self, services: Sequence[Mapping[str, Any]], slices: Sequence[Mapping[str, Any]]) -> None:
         with self._lock:
             self.tracker.replace_all(services, slices)
         self.request_sync()

@@ -12,7 +12,7 @@ and only the ports named by a changed slice are re-merged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from proxy.model import Endpoint, ServicePort, ServicePortName, Snapshot
@@ -65,7 +65,7 @@ class ChangeTracker:
         eps = parse_endpoint_slice(obj) if obj is not None else {}
         return self._record(self._pending_slices, self._slices, key, eps)
 
-    def replace_all(self, services: list[Mapping[str, Any]], slices: list[Mapping[str, Any]]) -> None:
+    def replace_all(self, services: Sequence[Mapping[str, Any]], slices: Sequence[Mapping[str, Any]]) -> None:
         """The complete current set (a file reload, a relist): absent objects count as deleted."""
         svc = {service_key(o): o for o in services}
         eps = {slice_key(o): o for o in slices}
