@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,7 @@ class ProxyConfig:
     iptables_backend: str | None = None
     control_dir: Path | None = None
     status_interval: float = 0.5
-    extra: dict[str, Any] = field(default_factory=dict)
+    kubeconfig: Path | None = None
 
     @property
     def node_info(self) -> NodeInfo:
@@ -120,17 +120,18 @@ class KubeProxy:
         if self.cfg.services_file is not None:
             from proxy.frontends.file import FileFrontend
 
-            fe = FileFrontend(self.proxier, self.cfg.services_file)
-            fe.load()  # a bad file at start is an error, not a log line
-            self._frontend = fe
-            return threading.Thread(target=fe.run, name="file-frontend", daemon=True)
-        try:
-            from proxy.frontends.apiserver import ApiserverFrontend  # type: ignore[import-not-found]
-        except ImportError:
+            file_fe = FileFrontend(self.proxier, self.cfg.services_file)
+            file_fe.load()  # a bad file at start is an error, not a log line
+            self._frontend = file_fe
+            return threading.Thread(target=file_fe.run, name="file-frontend", daemon=True)
+        from proxy.frontends.apiserver import ApiserverFrontend
+
+        kc = self.cfg.kubeconfig
+        if kc is None or not kc.exists():
             raise PrerequisiteError(
-                "the apiserver frontend is not available in this build; use --services-file"
-            ) from None
-        fe = ApiserverFrontend(self.proxier, **self.cfg.extra)
+                f"no kubeconfig at {kc}: start the control plane first, or give --services-file"
+            )
+        fe = ApiserverFrontend(self.proxier, kubeconfig=kc)
         self._frontend = fe
         return threading.Thread(target=fe.run, name="apiserver-frontend", daemon=True)
 

@@ -68,6 +68,16 @@ class Proxier:
             self.tracker.slices_synced |= slices
         self.request_sync()
 
+    def replace_services(self, services: Sequence[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self.tracker.replace_services(services)
+        self.request_sync()
+
+    def replace_slices(self, slices: Sequence[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self.tracker.replace_slices(slices)
+        self.request_sync()
+
     def replace_all(self, services: Sequence[Mapping[str, Any]], slices: Sequence[Mapping[str, Any]]) -> None:
         with self._lock:
             self.tracker.replace_all(services, slices)

@@ -65,18 +65,31 @@ class ChangeTracker:
         eps = parse_endpoint_slice(obj) if obj is not None else {}
         return self._record(self._pending_slices, self._slices, key, eps)
 
+    def replace_services(self, services: Sequence[Mapping[str, Any]]) -> None:
+        """The complete list of Services (a relist); absent ones count as deleted."""
+        parsed = {service_key(o): parse_service(o) for o in services}
+        for k in set(self._services) | set(self._pending_services) | set(parsed):
+            self._record(self._pending_services, self._services, k, parsed.get(k, {}))
+        self.services_synced = True
+
+    def replace_slices(self, slices: Sequence[Mapping[str, Any]]) -> None:
+        """The complete list of EndpointSlices (a relist); absent ones count as deleted."""
+        parsed = {slice_key(o): parse_endpoint_slice(o) for o in slices}
+        for k in set(self._slices) | set(self._pending_slices) | set(parsed):
+            self._record(self._pending_slices, self._slices, k, parsed.get(k, {}))
+        self.slices_synced = True
+
     def replace_all(self, services: Sequence[Mapping[str, Any]], slices: Sequence[Mapping[str, Any]]) -> None:
-        """The complete current set (a file reload, a relist): absent objects count as deleted."""
-        svc = {service_key(o): o for o in services}
-        eps = {slice_key(o): o for o in slices}
-        # parse everything before recording anything, so a bad object changes nothing
-        parsed_svc = {k: parse_service(o) for k, o in svc.items()}
-        parsed_eps = {k: parse_endpoint_slice(o) for k, o in eps.items()}
-        for k in set(self._services) | set(self._pending_services) | set(parsed_svc):
-            self._record(self._pending_services, self._services, k, parsed_svc.get(k, {}))
-        for k in set(self._slices) | set(self._pending_slices) | set(parsed_eps):
-            self._record(self._pending_slices, self._slices, k, parsed_eps.get(k, {}))
-        self.services_synced = self.slices_synced = True
+        """The complete current set (a file reload): absent objects count as deleted.
+
+        Every object is parsed before anything is recorded, so a bad one changes nothing.
+        """
+        for o in services:
+            parse_service(o)
+        for o in slices:
+            parse_endpoint_slice(o)
+        self.replace_services(services)
+        self.replace_slices(slices)
 
     # Apply --------------------------------------------------------------------------------
 

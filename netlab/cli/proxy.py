@@ -35,6 +35,12 @@ def _lab_nodes(layout: Layout) -> list[str]:
     default=None,
     help="Read Services and EndpointSlices from this YAML file (reloaded on change), not the apiserver.",
 )
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where the apiserver is (default: the lab's kubeconfig).",
+)
 @click.option("--netns", default=None, help="Namespace to program (default: the lab's namespace of --node).")
 @click.option("--node-ip", multiple=True, help="The node's address (default: from the lab).")
 @click.option("--cluster-cidr", default=None, help="Pod network; sources outside it are masqueraded.")
@@ -48,6 +54,7 @@ def kube_proxy(
     node: str,
     mode: str,
     services_file: Path | None,
+    kubeconfig: Path | None,
     netns: str | None,
     node_ip: tuple[str, ...],
     cluster_cidr: str | None,
@@ -80,6 +87,7 @@ def kube_proxy(
         sync_period=sync_period,
         iptables_backend=iptables_backend,
         control_dir=control_dir(layout, node),
+        kubeconfig=kubeconfig or layout.kubeconfig,
     )
     if cleanup:
         from proxy.modes import make_mode
