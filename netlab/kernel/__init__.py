@@ -6,6 +6,7 @@ they want and the functions here make it so, idempotently.
 """
 
 from netlab.kernel.commands import in_netns, run
+from netlab.kernel.ethtool import get_offloads, set_offloads
 from netlab.kernel.netns import (
     delete_netns,
     ensure_netns,
@@ -28,6 +29,7 @@ __all__ = [
     "Rtnl",
     "delete_netns",
     "ensure_netns",
+    "get_offloads",
     "get_sysctl",
     "in_netns",
     "list_netns",
@@ -37,6 +39,7 @@ __all__ = [
     "netns_pids",
     "run",
     "run_in_netns",
+    "set_offloads",
     "set_sysctl",
     "spawn_in_netns",
 ]
