@@ -110,3 +110,49 @@ def module_layout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
     lay = new_layout(tmp_path_factory.mktemp("lab"))
     yield lay
     remove_test_namespaces(lay)
+
+
+class EtcdForTest:
+    """A real etcd on free loopback ports with private data; restartable on the same port."""
+
+    def __init__(self, base: Path) -> None:
+        self.layout = new_layout(base)
+        self.port: int | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        from netlab.etcd import server
+
+        # a short progress interval lets tests see progress notifications quickly
+        self.url = server.start(
+            self.layout, port=self.port, any_port=self.port is None, progress_interval="1s"
+        )
+        self.port = int(self.url.rsplit(":", 1)[1])
+        return self.url
+
+    def stop(self) -> None:
+        from netlab.etcd import server
+
+        server.stop(self.layout)
+
+
+@pytest.fixture(scope="session")
+def etcd_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One etcd for the whole session; tests keep to their own key prefixes."""
+    e = EtcdForTest(tmp_path_factory.mktemp("etcd-shared"))
+    e.start()
+    try:
+        yield e.url
+    finally:
+        e.stop()
+
+
+@pytest.fixture
+def etcd_server(tmp_path: Path) -> Iterator[EtcdForTest]:
+    """A private etcd for tests that stop and restart it."""
+    e = EtcdForTest(tmp_path / "etcd")
+    e.start()
+    try:
+        yield e
+    finally:
+        e.stop()
