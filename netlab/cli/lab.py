@@ -23,19 +23,35 @@ if TYPE_CHECKING:
     default=None,
     help="YAML file naming the nodes and the address plan.",
 )
-def up(nodes: int | None, topology_file: Path | None) -> None:
-    """Build the lab: underlay switch, node namespaces, client, CNI configuration."""
-    from netlab.lab import build
+@click.option(
+    "--proxy-mode",
+    type=click.Choice(["userspace", "iptables", "ipvs", "ebpf"]),
+    default="iptables",
+    show_default=True,
+    help="The kube-proxy mode of every node (switch later with `netlab proxy mode`).",
+)
+def up(nodes: int | None, topology_file: Path | None, proxy_mode: str) -> None:
+    """Build the lab: underlay switch, node namespaces, client, CNI configuration, kube-proxies."""
+    from netlab.lab import build, proxies, state
     from netlab.lab.topology import DEFAULT_NODES, default_topology, load_topology
+    from proxy.modes import check_available
 
     layout = Layout.from_env()
     if topology_file is not None:
         topology = load_topology(topology_file, nodes)
     else:
         topology = default_topology(nodes if nodes is not None else DEFAULT_NODES)
+    check_available(proxy_mode)  # before anything is built
     with steps_display("netlab up") as report:
-        lab = build.up(layout, topology, report)
-    print_status(layout, lab)
+        build.up(layout, topology, report)
+        try:
+            report(1, 2, f"kube-proxy ({proxy_mode} mode) on every node")
+            proxies.start_proxies(layout, proxy_mode)
+        except BaseException:
+            build.down(layout)
+            raise
+        report(2, 2, "lab is up")
+    print_status(layout, state.load(layout))
 
 
 @click.command()

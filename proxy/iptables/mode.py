@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 
+from netlab.errors import NotFound
+from netlab.kernel import set_sysctl
 from netlab.kernel.conntrack import delete_conntrack
 from netlab.kernel.iptables import (
     BACKENDS,
@@ -52,6 +54,16 @@ def _same(old: Snapshot | None, new: Snapshot, spn: ServicePortName) -> bool:
         and old.services.get(spn) == new.services[spn]
         and old.endpoints_of(spn) == new.endpoints_of(spn)
     )
+
+
+def ensure_bridge_netfilter(netns: str) -> None:
+    """Bridged traffic must traverse iptables, or same-node pod -> service replies skip the
+    reverse NAT (kubernetes#38802). The sysctl is per namespace since Linux 5.3; the bridge
+    CNI plugin sets it too, this keeps a node correct whatever plugin wired its pods."""
+    try:
+        set_sysctl(netns, "net.bridge.bridge-nf-call-iptables", 1)
+    except NotFound:
+        log.warning("br_netfilter is not available in %s: same-node service traffic will fail", netns)
 
 
 def read_kernel_state(
@@ -111,6 +123,7 @@ class IptablesMode:
         desired = assemble(ports[spn] for spn in sorted(ports))
         try:
             if full:
+                ensure_bridge_netfilter(self.netns)
                 existing, jumps = read_kernel_state(self.netns, self.backend, JUMP_RULES)
                 text = insert_jumps(restore_text(desired, None, existing), jumps)
             else:

@@ -1,0 +1,125 @@
+"""Services on the real lab: `netlab up --proxy-mode`, sandboxes with netlab/echo, the lab's
+services file, `netlab proxy mode` on the running lab, and `netlab down` leaving nothing.
+
+Until the control plane and the overlay run in the lab, Services and EndpointSlices come from
+the lab's services file and the nodes reach each other's pod subnets by host-gw routes added
+here; the pods are wired by Debian's reference plugins through the lab's own conflists.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from netlab import kernel
+from netlab.kernel import Rtnl
+from netlab.lab import state
+from netlab.lab.proxies import services_file
+from proxy.daemon import read_status
+from tests.root.conftest import NETLAB, use_reference_plugins
+from tests.root.svclab import spread, tcp_ask
+
+pytestmark = pytest.mark.root
+
+NODES = ("node1", "node2", "node3")
+
+
+def service(name: str, ip: str, **spec):
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"clusterIP": ip, "ports": [{"port": 80, "targetPort": 8080}], **spec},
+    }
+
+
+def endpoint_slice(name: str, pods: dict[str, tuple[str, str]]):
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{name}-1",
+            "namespace": "default",
+            "labels": {"kubernetes.io/service-name": name},
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": [ip], "nodeName": node, "conditions": {"ready": True}} for ip, node in pods.values()
+        ],
+        "ports": [{"port": 8080, "protocol": "TCP"}],
+    }
+
+
+@pytest.mark.parametrize("mode", ["iptables", "userspace"])
+def test_services_on_the_lab(cli, layout, mode):
+    cli("up", "--nodes", "3", "--proxy-mode", mode)
+    topo = state.load(layout).topology
+    for node in topo.nodes:
+        use_reference_plugins(layout, node.name)
+        with Rtnl(layout.node_netns(node.name)) as r:
+            for other in topo.nodes:
+                if other.name != node.name:
+                    r.ensure_route(str(other.pod_cidr), gateway=str(other.underlay_ip.ip))
+            r.ensure_route("default", gateway=str(topo.client_ip.ip))
+    pods: dict[str, tuple[str, str]] = {}
+    echoes = []
+    for i, node in enumerate(NODES, 1):
+        name = f"web-{i}"
+        ip = cli("sandbox", "run", name, "--node", node).stdout.strip()
+        pods[name] = (ip, node)
+        argv = [str(NETLAB), "exec", name, "--", sys.executable, "-m", "netlab.images.echo", "--name", name]
+        echoes.append(
+            subprocess.Popen(argv, env=cli.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+    try:
+        objs = [
+            service(
+                "web",
+                "10.96.0.10",
+                type="NodePort",
+                ports=[{"port": 80, "targetPort": 8080, "nodePort": 30080}],
+            ),
+            endpoint_slice("web", pods),
+            service("empty", "10.96.0.99"),
+            service("self", "10.96.0.13"),
+            endpoint_slice("self", {"web-1": pods["web-1"]}),
+        ]
+        services_file(layout).write_text(yaml.safe_dump_all(objs))
+        deadline = time.monotonic() + 20
+        while not all(len((read_status(layout, n) or {}).get("services", [])) == 3 for n in NODES):
+            assert time.monotonic() < deadline, "the proxies did not pick up the services file"
+            time.sleep(0.1)
+        pod_ns = {name: layout.pod_netns(name) for name in pods}
+        deadline = time.monotonic() + 10
+        while True:  # the echo servers start in the background
+            try:
+                for name, (ip, _) in pods.items():
+                    tcp_ask(pod_ns[name], ip, 8080, timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+
+        for name in pods:
+            assert set(spread(pod_ns[name], "10.96.0.10", 80, n=24)) == set(pods), name
+        for node in topo.nodes:
+            assert tcp_ask(layout.client_netns, str(node.underlay_ip.ip), 30080)["pod"] in pods
+        assert tcp_ask(pod_ns["web-1"], "10.96.0.13", 80)["pod"] == "web-1"  # hairpin
+        with pytest.raises(ConnectionRefusedError):
+            tcp_ask(pod_ns["web-2"], "10.96.0.99", 80)
+
+        other = "userspace" if mode == "iptables" else "iptables"
+        cli("proxy", "mode", other)
+        for name in pods:
+            assert set(spread(pod_ns[name], "10.96.0.10", 80, n=24)) == set(pods), name
+        shown = cli("proxy", "show").stdout
+        assert f"{other} mode" in shown and "default/web:" in shown
+    finally:
+        cli("down")
+        for p in echoes:
+            p.wait(10)
+    assert not [ns for ns in kernel.list_netns() if ns.startswith(layout.prefix)]
