@@ -38,6 +38,7 @@ from proxy.iptables.render import (
     insert_jumps,
     is_large,
     missing_jumps,
+    reassemble,
     render_service_port,
     restore_text,
 )
@@ -110,24 +111,34 @@ class IptablesMode:
             touched: frozenset[ServicePortName] = frozenset(snapshot.services) | frozenset(
                 old.services if old else ()
             )
+            ports = {spn: ports[spn] for spn in sorted(ports)}  # the output order
+            desired = assemble(ports.values())
+            only = None
         else:
-            assert changed is not None
+            assert changed is not None and self._applied is not None
             ports = dict(self._ports)
+            new = []
+            reorder = False
             for spn in changed:
                 if spn in snapshot.services:
                     eps = snapshot.endpoints_of(spn)
+                    reorder |= spn not in ports
                     ports[spn] = render_service_port(snapshot.services[spn], eps, self.node, comments)
-                else:
-                    ports.pop(spn, None)
+                    new.append(ports[spn])
+                elif spn in ports:
+                    del ports[spn]
+            if reorder:
+                ports = {spn: ports[spn] for spn in sorted(ports)}
+            olds = [self._ports[spn] for spn in changed if spn in self._ports]
+            desired, only = reassemble(self._applied, ports.values(), olds, new)
             touched = changed
-        desired = assemble(ports[spn] for spn in sorted(ports))
         try:
             if full:
                 ensure_bridge_netfilter(self.netns)
                 existing, jumps = read_kernel_state(self.netns, self.backend, JUMP_RULES)
                 text = insert_jumps(restore_text(desired, None, existing), jumps)
             else:
-                text = restore_text(desired, self._applied)
+                text = restore_text(desired, self._applied, only=only)
             iptables_restore(self.netns, text, self.backend)
         except Exception:
             self._applied = None  # unknown kernel state: the retry rewrites everything

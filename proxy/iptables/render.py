@@ -344,6 +344,35 @@ def assemble(ports: Iterable[PortRules]) -> dict[Chain, tuple[str, ...]]:
     return out
 
 
+def reassemble(
+    applied: Mapping[Chain, tuple[str, ...]],
+    ports: Iterable[PortRules],
+    old: Iterable[PortRules],
+    new: Iterable[PortRules],
+) -> tuple[dict[Chain, tuple[str, ...]], set[Chain]]:
+    """`assemble` for a partial sync: the applied chains with `old` port rules swapped for `new`.
+
+    Returns the desired chains and the keys that may differ from `applied` (the shared chains
+    and the own chains of the swapped ports), so `restore_text` compares only those.
+    """
+    desired = dict(applied)
+    touched: set[Chain] = set(fixed_rules())
+    for pr in old:
+        for key in pr.chains:
+            desired.pop(key, None)
+            touched.add(key)
+    for pr in new:
+        desired.update(pr.chains)
+        touched.update(pr.chains)
+    chains = fixed_rules()
+    for pr in ports:
+        for key, lines in pr.shared.items():
+            chains[key].extend(lines)
+    chains[(NAT, KUBE_SERVICES)].append(NODEPORTS_JUMP)
+    desired.update({k: tuple(v) for k, v in chains.items()})
+    return desired, touched
+
+
 def is_large(snapshot: Snapshot) -> bool:
     return sum(len(v) for v in snapshot.endpoints.values()) > LARGE_CLUSTER_ENDPOINTS
 
@@ -367,20 +396,20 @@ def restore_text(
     desired: Mapping[Chain, tuple[str, ...]],
     applied: Mapping[Chain, tuple[str, ...]] | None,
     existing: Iterable[Chain] = (),
+    only: Iterable[Chain] | None = None,
 ) -> str:
     """`iptables-restore --noflush` input that turns `applied` into `desired`.
 
     With `applied` None (a full sync) every desired chain is written. Otherwise only chains
     whose rules changed. Chains in `applied` or `existing` (found in the kernel) that are not
     desired and carry a per-service prefix are flushed and deleted; flushing all of them before
-    any `-X` lets chains that jump to each other go in one transaction.
+    any `-X` lets chains that jump to each other go in one transaction. `only`, when given,
+    limits the comparison to those chains (the caller knows nothing else can differ).
     """
-    write = [k for k in desired if applied is None or applied.get(k) != desired[k]]
-    gone = {
-        k
-        for k in (*(applied or ()), *existing)
-        if k not in desired and k[1].startswith(SERVICE_CHAIN_PREFIXES)
-    }
+    keys = list(desired) if only is None else [k for k in set(only) if k in desired]
+    write = [k for k in keys if applied is None or applied.get(k) != desired[k]]
+    dropped = (*(applied or ()), *existing) if only is None else (*only, *existing)
+    gone = {k for k in dropped if k not in desired and k[1].startswith(SERVICE_CHAIN_PREFIXES)}
     out: list[str] = []
     for table in (FILTER, NAT):
         mine = sorted((k for k in write if k[0] == table), key=_order)

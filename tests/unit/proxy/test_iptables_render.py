@@ -134,3 +134,32 @@ def test_jump_rules_are_checked_in_save_format_and_inserted_in_the_restore():
     assert r.JUMP_RULES[0] not in missing and len(missing) == len(r.JUMP_RULES) - 1
     text = r.insert_jumps(r.restore_text(r.render(Snapshot(), NODE), None), missing)
     check_golden("iptables/full_with_jumps.txt", text)
+
+
+@pytest.mark.parametrize("case", ["scale_down", "service_deleted", "service_added"])
+def test_reassemble_gives_the_same_partial_restore_as_a_full_assemble(case):
+    db = ServicePort(ServicePortName("default", "db", "", "TCP"), "10.96.0.20", 5432, node_port=30432)
+    web_eps = (ep("10.244.1.5"), ep("10.244.2.7", "node2"))
+    before = Snapshot({WEB: web(), db.name: db}, {WEB: web_eps, db.name: (ep("10.244.1.8", port=5432),)})
+    if case == "scale_down":
+        after = Snapshot(before.services, {**before.endpoints, WEB: web_eps[:1]})
+    elif case == "service_deleted":
+        after = Snapshot({WEB: web()}, {WEB: web_eps})
+    else:
+        after = Snapshot({**before.services, DNS: ServicePort(DNS, "10.96.0.53", 53)}, before.endpoints)
+    changed = {
+        k for k in set(before.services) | set(after.services) if k not in (WEB,) or case == "scale_down"
+    }
+    old_ports = {
+        k: r.render_service_port(v, before.endpoints_of(k), NODE) for k, v in before.services.items()
+    }
+    new_ports = {k: r.render_service_port(v, after.endpoints_of(k), NODE) for k, v in after.services.items()}
+    applied = r.assemble(old_ports[k] for k in sorted(old_ports))
+    expect = r.restore_text(r.assemble(new_ports[k] for k in sorted(new_ports)), applied)
+    desired, only = r.reassemble(
+        applied,
+        (new_ports[k] for k in sorted(new_ports)),
+        [old_ports[k] for k in changed if k in old_ports],
+        [new_ports[k] for k in changed if k in new_ports],
+    )
+    assert r.restore_text(desired, applied, only=only) == expect != ""
