@@ -226,6 +226,9 @@ class EtcdClient:
         self.url = f"http://{self.host}:{self.port}"
         self.timeout = timeout
         session = requests.Session()
+        # etcd is addressed directly: no proxy from the environment, no ~/.netrc; this also
+        # spares requests a dozen environment and file lookups per call
+        session.trust_env = False
         # room for a thread pool's worth of concurrent requests without re-connecting
         adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=32)
         session.mount("http://", adapter)

@@ -275,3 +275,16 @@ def test_watch_reports_lost_connection_and_client_recovers(etcd_server) -> None:
         p = c.put("/restart/b", b"2")
         e = next(w2)
         assert isinstance(e, Event) and e.kv.mod_revision == p.revision
+
+
+def test_proxy_settings_in_the_environment_are_ignored(etcd_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # etcd is reached directly; a proxy meant for other traffic must not swallow its requests
+    for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with EtcdClient(etcd_url) as c:
+        c.put("/test-proxy/k", b"v")
+        kv = c.get("/test-proxy/k")
+        assert kv is not None and kv.value == b"v"
+        c.delete("/test-proxy/k")
