@@ -25,6 +25,7 @@ from netlab.cluster.resources import Resource
 from netlab.cluster.selectors import parse_field_selector, parse_label_selector
 from netlab.cluster.status import ApiError
 from netlab.cluster.store import parse_rv
+from netlab.cluster.watchcache import Change
 
 if TYPE_CHECKING:
     from netlab.cluster.server import ApiServer
@@ -413,6 +414,13 @@ class Handlers:
                 first = False
             return dumps({"type": kind, "object": obj}) + b"\n"
 
+        def line(ch: Change) -> bytes:
+            if as_table:
+                return encode(ch.type, ch.obj)
+            if ch.line is None:
+                ch.line = encode(ch.type, ch.obj)
+            return ch.line
+
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -432,15 +440,16 @@ class Handlers:
                         await resp.write(encode("BOOKMARK", mark))
                     continue
                 if ch is None:
-                    await resp.write(dumps({"type": "ERROR", "object": status.gone().status()}) + b"\n")
+                    if not cache.stopping:  # shutting down: just end the stream
+                        await resp.write(dumps({"type": "ERROR", "object": status.gone().status()}) + b"\n")
                     break
-                chunk = [encode(ch.type, ch.obj)]
+                chunk = [line(ch)]
                 while not sub.queue.empty() and len(chunk) < 256:
                     nxt = sub.queue.get_nowait()
                     if nxt is None:
                         chunk.append(dumps({"type": "ERROR", "object": status.gone().status()}) + b"\n")
                         break
-                    chunk.append(encode(nxt.type, nxt.obj))
+                    chunk.append(line(nxt))
                 await resp.write(b"".join(chunk))
         except (ConnectionResetError, asyncio.CancelledError):
             pass

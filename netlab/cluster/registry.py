@@ -12,6 +12,7 @@ collecting itself is `netlab.cluster.gc`). Status, scale and binding subresource
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
 import secrets
 import uuid
@@ -54,6 +55,11 @@ class Registry:
         self.allocator = allocator
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.on_namespace_deleting: Callable[[str], None] | None = None
+        # the watch caches, when there are: saves an etcd read per create, update and patch
+        self.cached_object: Callable[[Resource, str | None, str], Obj | None] = lambda res, ns, name: None
+        # the newest object this apiserver wrote per key: a better first guess than a cache that
+        # has not yet seen our own last write (bounded; only ever a guess, checked by the CAS)
+        self._recent: collections.OrderedDict[str, Obj] = collections.OrderedDict()
 
     def _lock(self, res: Resource, ns: str | None, name: str) -> asyncio.Lock:
         key = res.etcd_key(ns, name)
@@ -62,6 +68,33 @@ class Registry:
             lock = asyncio.Lock()
             self._locks[key] = lock
         return lock
+
+    # first guesses ---------------------------------------------------------------------------
+
+    def _remember(self, res: Resource, obj: Obj) -> None:
+        meta = obj["metadata"]
+        key = res.etcd_key(meta.get("namespace"), meta["name"])
+        self._recent[key] = obj
+        self._recent.move_to_end(key)
+        while len(self._recent) > 4096:
+            self._recent.popitem(last=False)
+
+    def _forget(self, res: Resource, obj: Obj) -> None:
+        meta = obj["metadata"]
+        self._recent.pop(res.etcd_key(meta.get("namespace"), meta["name"]), None)
+
+    async def _current(self, res: Resource, ns: str | None, name: str, fresh: bool) -> tuple[Obj, bool]:
+        """The object to start a write from, and whether it is only a guess.
+
+        A guess (our last write, or the watch cache) saves a read; when it is stale, the
+        compare-on-revision write fails and the caller retries with `fresh` (an etcd read)."""
+        if not fresh:
+            candidates = [
+                o for o in (self._recent.get(res.etcd_key(ns, name)), self.cached_object(res, ns, name)) if o
+            ]
+            if candidates:
+                return max(candidates, key=lambda o: parse_rv(o["metadata"].get("resourceVersion"))), True
+        return await self.store.get(res, ns, name), False
 
     # shared pieces ---------------------------------------------------------------------------
 
@@ -91,7 +124,9 @@ class Registry:
     async def _namespace_ready(self, res: Resource, ns: str | None) -> None:
         if not res.namespaced:
             return
-        ns_obj = await self.store.get_or_none(resources.NAMESPACES, None, ns or "")
+        ns_obj = self.cached_object(resources.NAMESPACES, None, ns or "") or await self.store.get_or_none(
+            resources.NAMESPACES, None, ns or ""
+        )
         if ns_obj is None:
             raise status.not_found("namespaces", ns or "")
         if (ns_obj.get("metadata") or {}).get("deletionTimestamp"):
@@ -148,6 +183,9 @@ class Registry:
             if res is resources.SERVICES:
                 self.allocator.release_unused(obj, None)
             raise
+        finally:
+            if meta.get("resourceVersion"):
+                self._remember(res, obj)
 
     # read ------------------------------------------------------------------------------------
 
@@ -276,6 +314,7 @@ class Registry:
             raise
         if res is resources.SERVICES:
             self.allocator.release_unused(old, written)
+        self._remember(res, written)
         return written
 
     def _pod_awaits_kubelet(self, res: Resource, obj: Obj) -> bool:
@@ -309,12 +348,18 @@ class Registry:
             )
         wanted_rv = parse_rv(meta.get("resourceVersion"))
         async with self._lock(res, ns, name):
+            fresh = False
             for _ in range(_RETRIES):
-                old = await self.store.get(res, ns, name)
+                old, guessed = await self._current(res, ns, name, fresh)
+                fresh = True
                 if wanted_rv and wanted_rv != parse_rv(old["metadata"]["resourceVersion"]):
+                    if guessed:
+                        continue
                     raise status.conflict(res.qualified, name, status.STALE)
                 uid = meta.get("uid")
                 if uid and uid != old["metadata"].get("uid"):
+                    if guessed:
+                        continue
                     raise status.conflict(
                         res.qualified,
                         name,
@@ -325,7 +370,7 @@ class Registry:
                 try:
                     return await self._write(res, old, merged, dry_run=dry_run)
                 except ApiError as e:
-                    if is_conflict(e) and not wanted_rv:
+                    if (is_conflict(e) and (guessed or not wanted_rv)) or (e.code == 404 and guessed):
                         continue
                     raise
         raise status.conflict(res.qualified, name, status.STALE)
@@ -342,23 +387,34 @@ class Registry:
     ) -> Obj:
         """Read-modify-write with retries: `fn` gets a copy of the current object."""
         async with self._lock(res, ns, name):
+            fresh = False
             for _ in range(_RETRIES):
-                old = await self.store.get(res, ns, name)
-                result = fn(copy.deepcopy(old))
+                old, guessed = await self._current(res, ns, name, fresh)
+                fresh = True
+                try:
+                    result = fn(copy.deepcopy(old))
+                except ApiError:
+                    if guessed:
+                        continue  # judge the request against the stored object, not a guess
+                    raise
                 new = await result if asyncio.iscoroutine(result) else result
                 assert isinstance(new, dict)
                 if parse_rv((new.get("metadata") or {}).get("resourceVersion")) not in (
                     0,
                     parse_rv(old["metadata"]["resourceVersion"]),
                 ):
+                    if guessed:
+                        continue
                     raise status.conflict(res.qualified, name, status.STALE)
                 merged = self._merge_for_write(res, old, new, subresource)
                 if merged == old:
+                    if guessed:
+                        continue  # a no-op against a guess proves nothing: check the store
                     return old  # no-op writes do not bump the resourceVersion, as upstream
                 try:
                     return await self._write(res, old, merged, dry_run=dry_run)
                 except ApiError as e:
-                    if is_conflict(e):
+                    if is_conflict(e) or (e.code == 404 and guessed):
                         continue
                     raise
         raise status.conflict(res.qualified, name, status.STALE)
@@ -408,6 +464,7 @@ class Registry:
     # delete ----------------------------------------------------------------------------------
 
     async def _remove(self, res: Resource, obj: Obj) -> Obj:
+        self._forget(res, obj)
         removed = await self.store.delete(res, obj)
         if res is resources.SERVICES:
             self.allocator.release_unused(removed, None)
@@ -440,17 +497,25 @@ class Registry:
                 f'namespaces "{name}" is forbidden: this namespace may not be deleted', "namespaces", name
             )
         async with self._lock(res, ns, name):
+            fresh = False
             for _ in range(_RETRIES):
-                old = await self.store.get(res, ns, name)
+                old, guessed = await self._current(res, ns, name, fresh)
+                fresh = True
                 ometa = old["metadata"]
-                if pre.get("uid") and pre["uid"] != ometa.get("uid"):
+                pre_uid_bad = bool(pre.get("uid")) and pre["uid"] != ometa.get("uid")
+                pre_rv_bad = bool(pre.get("resourceVersion")) and pre["resourceVersion"] != ometa.get(
+                    "resourceVersion"
+                )
+                if guessed and (pre_uid_bad or pre_rv_bad or ometa.get("deletionTimestamp")):
+                    continue  # decide these against the stored object
+                if pre_uid_bad:
                     raise status.conflict(
                         res.qualified,
                         name,
                         f"Precondition failed: UID in precondition: "
                         f"{pre['uid']}, UID in object meta: {ometa.get('uid')}",
                     )
-                if pre.get("resourceVersion") and pre["resourceVersion"] != ometa.get("resourceVersion"):
+                if pre_rv_bad:
                     raise status.conflict(
                         res.qualified,
                         name,
@@ -493,7 +558,7 @@ class Registry:
                     try:
                         written = await self.store.update(res, new, parse_rv(ometa["resourceVersion"]))
                     except ApiError as e:
-                        if is_conflict(e):
+                        if is_conflict(e) or (e.code == 404 and guessed):
                             continue
                         raise
                     if self.on_namespace_deleting:
@@ -512,7 +577,7 @@ class Registry:
                     try:
                         return await self.store.update(res, new, parse_rv(ometa["resourceVersion"]))
                     except ApiError as e:
-                        if is_conflict(e):
+                        if is_conflict(e) or (e.code == 404 and guessed):
                             continue
                         raise
                 if dry_run:
@@ -520,7 +585,7 @@ class Registry:
                 try:
                     return await self._remove(res, old)
                 except ApiError as e:
-                    if is_conflict(e):
+                    if is_conflict(e) or (e.code == 404 and guessed):
                         continue
                     raise
         raise status.conflict(res.qualified, name, status.STALE)

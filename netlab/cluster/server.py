@@ -66,6 +66,9 @@ class ApiServer:
         self.registry = Registry(self.store, self.allocator)
         self.caches = {r.plural: WatchCache(r, self.store) for r in resources.RESOURCES}
         self.gc = GarbageCollector(self.registry, self.caches)
+        self.registry.cached_object = lambda res, ns, name: self.caches[res.plural].objects.get(
+            res.etcd_key(ns, name)
+        )
         self.watch_timeout = config.watch_timeout
         self.bookmark_interval = config.bookmark_interval
         self.advertise_address = f"{config.host}:{config.port}"
@@ -183,6 +186,11 @@ class ApiServer:
             except Exception as e:  # etcd briefly away: try again next tick
                 log.warning("compaction failed: %s", e)
 
+    def close_watches(self) -> None:
+        """End every open watch stream (at shutdown), so the server can stop at once."""
+        for cache in self.caches.values():
+            cache.stop()
+
     # pod logs ----------------------------------------------------------------------------------
 
     async def pod_logs(self, request: web.Request, ns: str, name: str) -> web.StreamResponse:
@@ -263,7 +271,7 @@ def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 async def serve(server: ApiServer, stop: asyncio.Event, ready: Any = None) -> None:
     """Run until `stop` is set; `ready()` is called once the port is listening."""
-    runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(server.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(
         runner,
@@ -279,4 +287,5 @@ async def serve(server: ApiServer, stop: asyncio.Event, ready: Any = None) -> No
             ready()
         await stop.wait()
     finally:
+        server.close_watches()
         await runner.cleanup()

@@ -34,13 +34,15 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Change:
     type: str  # ADDED, MODIFIED, DELETED
     key: str
     obj: Obj
     prev: Obj | None
     revision: int
+    # the watch-stream line, encoded once for all the watchers that receive this change
+    line: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(eq=False)
@@ -205,6 +207,10 @@ class WatchCache:
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def stop(self) -> None:
         self._stopping = True

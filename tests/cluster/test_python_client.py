@@ -153,11 +153,12 @@ def test_thousand_concurrent_conflicting_updates_lose_nothing(api: ApiServerForT
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
         codes = list(pool.map(annotate, range(1000)))
-        conflicts = sum(pool.map(increment, range(200)))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        conflicts = sum(pool.map(increment, range(100)))
     assert codes == [200] * 1000
     final = session.get(url, headers=headers, verify=str(api.ca), timeout=30).json()
     assert len([k for k in final["metadata"]["annotations"] if k.startswith("w")]) == 1000
-    assert final["data"]["n"] == "200"
+    assert final["data"]["n"] == "100"
     assert conflicts > 0  # the increments really raced
 
 
