@@ -174,9 +174,8 @@ class KubeProxy:
             new = self._make_mode(mode)
         except NetlabError as e:
             log.error("staying in %s mode: %s", self.proxier.mode.name, e)
-            request_mode_file = self.cfg.control_dir
-            if request_mode_file is not None:
-                (request_mode_file / MODE_FILE).write_text(self.proxier.mode.name + "\n")
+            if self.cfg.control_dir is not None:  # answer the request: this is the mode
+                (self.cfg.control_dir / MODE_FILE).write_text(self.proxier.mode.name + "\n")
             return
         log.info("switching from %s to %s mode", self.proxier.mode.name, mode)
         try:

@@ -12,6 +12,7 @@ stale UDP conntrack entries are cleared.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from netlab.errors import NotFound
 from netlab.kernel import set_sysctl
@@ -65,6 +66,23 @@ def ensure_bridge_netfilter(netns: str) -> None:
         set_sysctl(netns, "net.bridge.bridge-nf-call-iptables", 1)
     except NotFound:
         log.warning("br_netfilter is not available in %s: same-node service traffic will fail", netns)
+
+
+def remove_rules(
+    netns: str, jumps: tuple[tuple[str, str, tuple[str, ...]], ...], owned: Callable[[str], bool]
+) -> None:
+    """Delete `jumps` and every chain `owned` says is ours, in both backends: a mode's cleanup.
+
+    Both backends, because a proxy may have run with either; a jump whose target chain is
+    missing cannot exist, so only present targets are looked up.
+    """
+    for backend in BACKENDS:
+        present = {t: iptables_chains(netns, t, backend) for t in (FILTER, NAT)}
+        for table, chain, spec in jumps:
+            if spec[-1] in present[table]:
+                delete_iptables_rule(netns, table, chain, spec, backend)
+        for table in (FILTER, NAT):
+            delete_iptables_chains(netns, table, sorted(c for c in present[table] if owned(c)), backend)
 
 
 def read_kernel_state(
@@ -151,14 +169,7 @@ class IptablesMode:
     def cleanup(self) -> None:
         """Remove the jump rules and every KUBE chain this mode makes, in both backends."""
         fixed = {c for _, c in FIXED_CHAINS}
-        for backend in BACKENDS:
-            present = {t: iptables_chains(self.netns, t, backend) for t in (FILTER, NAT)}
-            for table, chain, spec in JUMP_RULES:
-                if spec[-1] in present[table]:  # a jump to a missing chain cannot exist
-                    delete_iptables_rule(self.netns, table, chain, spec, backend)
-            for table in (FILTER, NAT):
-                chains = [c for c in present[table] if c in fixed or c.startswith(SERVICE_CHAIN_PREFIXES)]
-                delete_iptables_chains(self.netns, table, sorted(chains), backend)
+        remove_rules(self.netns, JUMP_RULES, lambda c: c in fixed or c.startswith(SERVICE_CHAIN_PREFIXES))
         self._ports, self._applied, self._snapshot, self._large = {}, None, None, None
 
     def close(self) -> None:

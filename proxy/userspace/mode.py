@@ -13,15 +13,11 @@ from __future__ import annotations
 import logging
 
 from netlab.kernel.iptables import (
-    BACKENDS,
     DEFAULT_BACKEND,
-    delete_iptables_chains,
-    delete_iptables_rule,
-    iptables_chains,
     iptables_restore,
 )
-from proxy.iptables.mode import read_kernel_state
-from proxy.iptables.render import NAT, Chain, insert_jumps, restore_text
+from proxy.iptables.mode import read_kernel_state, remove_rules
+from proxy.iptables.render import Chain, insert_jumps, restore_text
 from proxy.mode import NodeInfo
 from proxy.model import ServicePortName, Snapshot, usable_endpoints
 from proxy.userspace.balancer import RoundRobin
@@ -116,12 +112,7 @@ class UserspaceMode:
         """Close every relay and connection, remove the portal chains and their jumps."""
         self.close()
         self.ports.clear()
-        for backend in BACKENDS:
-            present = iptables_chains(self.netns, NAT, backend)
-            for table, chain, spec in JUMP_RULES:
-                if spec[-1] in present:
-                    delete_iptables_rule(self.netns, table, chain, spec, backend)
-            delete_iptables_chains(self.netns, NAT, [c for c in CHAINS if c in present], backend)
+        remove_rules(self.netns, JUMP_RULES, lambda c: c in CHAINS)
         self._applied = None
 
     def show(self) -> str:

@@ -28,7 +28,6 @@ import logging
 import os
 import socket
 import threading
-from dataclasses import dataclass
 from functools import partial
 
 from netlab.errors import NetlabError
@@ -88,13 +87,6 @@ def _bind(netns: str, kind: int, port: int) -> socket.socket:
         return run_in_netns(netns, make)
     except OSError as e:
         raise NetlabError(f"cannot open a proxy socket in {netns}: {e.strerror}") from None
-
-
-@dataclass(frozen=True)
-class RelayInfo:
-    protocol: str
-    port: int
-    active: int
 
 
 class TcpRelay:
