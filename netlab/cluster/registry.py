@@ -88,13 +88,16 @@ class Registry:
 
         A guess (our last write, or the watch cache) saves a read; when it is stale, the
         compare-on-revision write fails and the caller retries with `fresh` (an etcd read)."""
-        if not fresh:
-            candidates = [
-                o for o in (self._recent.get(res.etcd_key(ns, name)), self.cached_object(res, ns, name)) if o
-            ]
-            if candidates:
-                return max(candidates, key=lambda o: parse_rv(o["metadata"].get("resourceVersion"))), True
+        if not fresh and (guess := self._guess(res, ns, name)) is not None:
+            return guess, True
         return await self.store.get(res, ns, name), False
+
+    def _guess(self, res: Resource, ns: str | None, name: str) -> Obj | None:
+        found = (self._recent.get(res.etcd_key(ns, name)), self.cached_object(res, ns, name))
+        candidates = [o for o in found if o]
+        if not candidates:
+            return None
+        return max(candidates, key=lambda o: parse_rv(o["metadata"].get("resourceVersion")))
 
     # shared pieces ---------------------------------------------------------------------------
 
@@ -124,7 +127,9 @@ class Registry:
     async def _namespace_ready(self, res: Resource, ns: str | None) -> None:
         if not res.namespaced:
             return
-        ns_obj = self.cached_object(resources.NAMESPACES, None, ns or "") or await self.store.get_or_none(
+        # the newer of our own last write and the cache (a namespace this apiserver just marked
+        # Terminating must refuse new content at once), else etcd
+        ns_obj = self._guess(resources.NAMESPACES, None, ns or "") or await self.store.get_or_none(
             resources.NAMESPACES, None, ns or ""
         )
         if ns_obj is None:
@@ -561,6 +566,7 @@ class Registry:
                         if is_conflict(e) or (e.code == 404 and guessed):
                             continue
                         raise
+                    self._remember(res, written)
                     if self.on_namespace_deleting:
                         self.on_namespace_deleting(name)
                     return written
