@@ -277,7 +277,9 @@ def test_watch_reports_lost_connection_and_client_recovers(etcd_server) -> None:
         assert isinstance(e, Event) and e.kv.mod_revision == p.revision
 
 
-def test_proxy_settings_in_the_environment_are_ignored(etcd_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_proxy_settings_in_the_environment_are_ignored(
+    etcd_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # etcd is reached directly; a proxy meant for other traffic must not swallow its requests
     for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
