@@ -157,9 +157,9 @@ def _balance(
     """Affinity checks, then random choice over the endpoints' chains."""
     name = str(spn)
     lines = []
+    seps = [endpoint_chain(spn, ep) for ep in endpoints]
     if svc.affinity_timeout is not None:
-        for ep in endpoints:
-            sep = endpoint_chain(spn, ep)
+        for sep in seps:
             lines.append(
                 f"-A {chain} -m comment --comment {name} -m recent --name {sep} "
                 f"--rcheck --seconds {svc.affinity_timeout} --reap -j {sep}"
@@ -168,7 +168,7 @@ def _balance(
     for i, ep in enumerate(endpoints):
         comment = f"-m comment --comment {_q(f'{name} -> {ep}')} " if comments else ""
         stat = f"-m statistic --mode random --probability {1.0 / (n - i):0.10f} " if i < n - 1 else ""
-        lines.append(f"-A {chain} {comment}{stat}-j {endpoint_chain(spn, ep)}")
+        lines.append(f"-A {chain} {comment}{stat}-j {seps[i]}")
     return lines
 
 
@@ -185,9 +185,8 @@ def render_service_port(
     match = f"-m {proto} -p {proto}"
     choice = usable_endpoints(svc, endpoints, node.name)
 
-    svc_chain = service_chain("KUBE-SVC-", spn)
-    svl_chain = service_chain("KUBE-SVL-", spn)
-    ext_chain = service_chain("KUBE-EXT-", spn)
+    suffix = service_chain("", spn)  # SVC, SVL and EXT share the hash
+    svc_chain, svl_chain, ext_chain = "KUBE-SVC-" + suffix, "KUBE-SVL-" + suffix, "KUBE-EXT-" + suffix
     internal_chain = svl_chain if svc.internal_local else svc_chain
     internal_eps = choice.local if svc.internal_local else choice.cluster
     external_eps = choice.local if svc.external_local else choice.cluster
