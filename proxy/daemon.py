@@ -149,7 +149,7 @@ class KubeProxy:
             return
         last = self.proxier.last
         try:
-            view = self.proxier.mode.show()
+            view = self.proxier.show()
         except Exception as e:  # a view is a nicety; never let it stop the proxy
             view = f"(cannot show: {e})"
         status = {

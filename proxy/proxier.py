@@ -91,6 +91,11 @@ class Proxier:
             self.snapshot = Snapshot()
             self.sync(True)
 
+    def show(self) -> str:
+        """The mode's view, never taken in the middle of a sync."""
+        with self._sync_lock:
+            return self.mode.show()
+
     def sync(self, full: bool) -> None:
         with self._sync_lock:
             self._sync(full)
