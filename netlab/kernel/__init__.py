@@ -19,7 +19,7 @@ from netlab.kernel.netns import (
     spawn_in_netns,
 )
 from netlab.kernel.rtnl import FdbEntry, Link, Neighbour, Route, Rtnl
-from netlab.kernel.sysctl import get_sysctl, set_sysctl
+from netlab.kernel.sysctl import get_sysctl, set_sysctl, set_sysctls
 
 __all__ = [
     "FdbEntry",
@@ -41,5 +41,6 @@ __all__ = [
     "run_in_netns",
     "set_offloads",
     "set_sysctl",
+    "set_sysctls",
     "spawn_in_netns",
 ]

@@ -37,21 +37,21 @@ BACKENDS = ("legacy", "nft")
 DEFAULT_BACKEND = "legacy"
 
 
-def _tool(backend: str, what: str = "") -> str:
+def _tool(backend: str, what: str = "", family: int = 4) -> str:
     if backend not in BACKENDS:
         raise ConfigError(f"unknown iptables backend {backend!r}: use legacy or nft")
-    return f"iptables-{backend}{what}"
+    return f"{'ip6tables' if family == 6 else 'iptables'}-{backend}{what}"
 
 
-def iptables_restore(netns: str | None, text: str, backend: str = DEFAULT_BACKEND) -> None:
+def iptables_restore(netns: str | None, text: str, backend: str = DEFAULT_BACKEND, family: int = 4) -> None:
     """Apply restore input with `--noflush`: chains not named in `text` are left alone."""
     if not text:
         return
-    run(netns, [_tool(backend, "-restore"), "--noflush", "-w", "5"], input=text, timeout=120)
+    run(netns, [_tool(backend, "-restore", family), "--noflush", "-w", "5"], input=text, timeout=120)
 
 
-def iptables_save(netns: str | None, table: str, backend: str = DEFAULT_BACKEND) -> str:
-    return run(netns, [_tool(backend, "-save"), "-t", table], timeout=60).stdout
+def iptables_save(netns: str | None, table: str, backend: str = DEFAULT_BACKEND, family: int = 4) -> str:
+    return run(netns, [_tool(backend, "-save", family), "-t", table], timeout=60).stdout
 
 
 def iptables_chains(netns: str | None, table: str, backend: str = DEFAULT_BACKEND) -> set[str]:

@@ -31,6 +31,7 @@ RTNH_F_ONLINK = 4
 NTF_SELF = 0x02
 NUD_PERMANENT = 0x80
 IFF_UP = 0x1
+IFF_PROMISC = 0x100
 
 # errnos that mean "the object to remove is already gone"
 _GONE = {errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL}
@@ -44,6 +45,7 @@ class Link:
     mac: str | None
     mtu: int
     up: bool
+    promisc: bool
     oper_state: str
     master: int | None
     peer_index: int | None  # veth: the peer's index (in whatever namespace it lives)
@@ -110,8 +112,15 @@ class Rtnl:
     # Links ------------------------------------------------------------------------------
 
     def link_index(self, name: str) -> int | None:
-        found = self.ipr.link_lookup(ifname=name)
-        return found[0] if found else None
+        # a targeted RTM_GETLINK: pyroute2's link_lookup dumps every link, which grows with
+        # the number of pods on a node
+        try:
+            msg = self.ipr.link("get", ifname=name)[0]
+        except NetlinkError as e:
+            if e.code in _GONE:
+                return None
+            raise _kernel_error(f"cannot look up link {name}", e) from e
+        return int(msg["index"])
 
     def _index(self, name_or_index: str | int) -> int:
         if isinstance(name_or_index, int):
@@ -122,9 +131,9 @@ class Rtnl:
         return index
 
     def get_link(self, name_or_index: str | int) -> Link:
-        index = self._index(name_or_index)
+        key = {"ifname": name_or_index} if isinstance(name_or_index, str) else {"index": name_or_index}
         try:
-            msg = self.ipr.link("get", index=index)[0]
+            msg = self.ipr.link("get", **key)[0]
         except NetlinkError as e:
             if e.code in _GONE:
                 raise NotFound(f"link {name_or_index} does not exist{self._where()}") from None
@@ -146,6 +155,7 @@ class Rtnl:
             mac=msg.get("IFLA_ADDRESS"),
             mtu=msg.get("IFLA_MTU"),
             up=bool(msg["flags"] & IFF_UP),
+            promisc=bool(msg["flags"] & IFF_PROMISC),
             oper_state=msg.get("IFLA_OPERSTATE") or "UNKNOWN",
             master=msg.get("IFLA_MASTER"),
             peer_index=peer if kind == "veth" else None,
@@ -260,6 +270,7 @@ class Rtnl:
         master: str | int | None = None,
         mac: str | None = None,
         netns: str | None = None,
+        promisc: bool | None = None,
     ) -> None:
         """Change only what is given. `netns` moves the link into that namespace."""
         index = self._index(name_or_index)
@@ -275,10 +286,12 @@ class Rtnl:
             if netns is not None:
                 fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
                 changes["net_ns_fd"] = fd
+            if up is not None and netns is None:
+                changes["state"] = "up" if up else "down"  # one message with the rest
             if changes:
                 self.ipr.link("set", index=index, **changes)
-            if up is not None and netns is None:
-                self.ipr.link("set", index=index, state="up" if up else "down")
+            if promisc is not None:
+                self.ipr.link("set", index=index, flags=IFF_PROMISC if promisc else 0, change=IFF_PROMISC)
         except NetlinkError as e:
             raise _kernel_error(f"cannot change link {name_or_index}{self._where()}", e) from e
         finally:
@@ -318,9 +331,7 @@ class Rtnl:
         """Add `cidr` (e.g. 10.244.1.1/24) to the link. Returns True when it was added."""
         index = self._index(name_or_index)
         iface = ipaddress.ip_interface(cidr)
-        if str(iface) in self.addresses(index, socket.AF_INET if iface.version == 4 else socket.AF_INET6):
-            return False
-        try:
+        try:  # the kernel answers EEXIST for an address the link already has
             self.ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
         except NetlinkError as e:
             if e.code == errno.EEXIST:

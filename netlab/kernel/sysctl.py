@@ -8,6 +8,8 @@ host's own namespace is never a target of the lab; callers name a namespace expl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from netlab.errors import KernelError, NotFound
 from netlab.kernel.netns import run_in_netns
 
@@ -47,3 +49,21 @@ def set_sysctl(netns: str | None, key: str, value: str | int) -> bool:
         return True
 
     return run_in_netns(netns, write)
+
+
+def set_sysctls(netns: str | None, values: Mapping[str, str | int], missing_ok: bool = False) -> None:
+    """Write several sysctls with one trip into the namespace; `missing_ok` skips absent keys."""
+
+    def write() -> None:
+        for key, value in values.items():
+            path = _path(key)
+            try:
+                with open(path, "w") as f:
+                    f.write(str(value))
+            except FileNotFoundError:
+                if not missing_ok:
+                    raise NotFound(f"sysctl {key} does not exist") from None
+            except OSError as e:
+                raise KernelError(f"cannot set {key}={value}: {e.strerror}", e.errno) from e
+
+    run_in_netns(netns, write)
