@@ -41,12 +41,12 @@ from typing import Any
 
 from netlab.cni.cache import CachedAttachment, ResultCache
 from netlab.cni.config import NAME_RE, NetworkConfigList, load_conflist, plugin_request
+from netlab.cni.delegate import find_plugin
 from netlab.cni.types import (
     DECODING_FAILURE,
     INCOMPATIBLE_VERSION,
     INTERNAL,
     INVALID_ENVIRONMENT,
-    INVALID_NETWORK_CONFIG,
     UNKNOWN_CONTAINER,
     CniError,
     Result,
@@ -61,18 +61,6 @@ __all__ = ["CniRuntime", "load_conflist", "find_plugin", "validate_attachment"]
 
 _BAD_IFNAME = re.compile(r"[/:\s]")
 IFNAME_MAX = 15
-
-
-def find_plugin(plugin_type: str, plugin_dirs: Sequence[str | os.PathLike[str]]) -> str:
-    """The first executable named `plugin_type` in `plugin_dirs` (libcni's FindInPath)."""
-    if not plugin_type or "/" in plugin_type or plugin_type in (".", ".."):
-        raise CniError(INVALID_NETWORK_CONFIG, f"invalid plugin type {plugin_type!r}")
-    for d in plugin_dirs:
-        path = os.path.join(d, plugin_type)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    dirs = " ".join(str(d) for d in plugin_dirs)
-    raise CniError(INVALID_NETWORK_CONFIG, f'failed to find plugin "{plugin_type}" in path [{dirs}]')
 
 
 def validate_attachment(container_id: str, ifname: str) -> None:

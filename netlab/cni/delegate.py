@@ -1,0 +1,135 @@
+"""Running a plugin's delegate (its IPAM plugin), as SPEC.md section "Delegated plugins" says.
+
+The delegate is the first executable named by `ipam.type` on `CNI_PATH`. It runs with the
+caller's own environment (only `CNI_COMMAND` changes), receives the caller's whole request on
+stdin, and answers like any plugin: a result on stdout, or an error object and status 1.
+
+When that executable is netlab's own host-local, the call runs in this process instead:
+`dispatch` of the same plugin class the executable would have loaded, with the same
+environment and the same stdin, and its reply decoded exactly as an exec'd plugin's would be.
+That is equivalent to exec'ing it because host-local touches nothing but its files under
+`dataDir` (same filesystem, same flock, whoever holds it) and has no state of its own between
+calls; what is saved is a process start, which dominates the cost of an ADD. "Our own" means:
+the file is a launcher written by `netlab cni install-plugins` for this same source tree, or
+the console script of this same Python environment (`sys.prefix`), so the code that runs
+in-process is the code the executable would have run. Anything else on `CNI_PATH` (the
+reference `host-local`, a third-party IPAM) is exec'd.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from netlab.cni.types import INTERNAL, INVALID_NETWORK_CONFIG, CniError, Result
+
+if TYPE_CHECKING:
+    from netlab.cni.skel import Plugin
+
+LAUNCHER_MARK = "# netlab CNI plugin launcher"
+# executable name -> (module of its console script, launcher argument)
+OWN_PLUGINS = {
+    "netlab-host-local": ("cni.host_local", "host-local"),
+}
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def find_plugin(plugin_type: str, path: Sequence[str | os.PathLike[str]]) -> str:
+    """The first executable named `plugin_type` in the directories `path` (libcni's FindInPath)."""
+    if not plugin_type or "/" in plugin_type or plugin_type in (".", ".."):
+        raise CniError(INVALID_NETWORK_CONFIG, f"invalid plugin type {plugin_type!r}")
+    for d in path:
+        exe = os.path.join(d, plugin_type)
+        if os.path.isfile(exe) and os.access(exe, os.X_OK):
+            return exe
+    dirs = " ".join(str(d) for d in path)
+    raise CniError(INVALID_NETWORK_CONFIG, f'failed to find plugin "{plugin_type}" in path [{dirs}]')
+
+
+def own_plugin_key(exe: str) -> str | None:
+    """The launcher key ("host-local") when `exe` is netlab's own plugin for this code, else None."""
+    name = os.path.basename(exe)
+    if name not in OWN_PLUGINS:
+        return None
+    module, key = OWN_PLUGINS[name]
+    try:
+        with open(exe, "rb") as f:
+            head = f.read(4096).decode(errors="replace")
+    except OSError:
+        return None
+    first, _, rest = head.partition("\n")
+    if not first.startswith("#!"):
+        return None
+    interpreter = first[2:].split()[0] if first[2:].split() else ""
+    if os.path.dirname(os.path.dirname(interpreter)) != sys.prefix:
+        return None
+    if LAUNCHER_MARK in rest:
+        ours = f"sys.path.insert(0, {PACKAGE_ROOT!r})" in rest and f"run({key!r})" in rest
+        return key if ours else None
+    return key if f"from {module} import main" in rest else None
+
+
+class Delegates:
+    """Runs delegates for one plugin invocation.
+
+    `env`: the invocation's environment. `argv_for(exe)`: how to exec a plugin in the
+    namespace the calling plugin acts in (identity for a plugin process; nsenter for the
+    node's CNI server). `in_process(key)`: builds one of netlab's own plugins.
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        argv_for: Callable[[str], list[str]],
+        in_process: Callable[[str], Plugin] | None = None,
+        own_netns: str = "/proc/self/ns/net",
+    ) -> None:
+        self.env = env
+        self.path = [p for p in env.get("CNI_PATH", "").split(":") if p]
+        self.argv_for = argv_for
+        self.in_process = in_process
+        self.own_netns = own_netns
+
+    def call(self, command: str, plugin_type: str, stdin: bytes) -> bytes:
+        """Run `plugin_type` for `command`; its stdout, or its error as CniError."""
+        exe = find_plugin(plugin_type, self.path)
+        env = dict(self.env)
+        env["CNI_COMMAND"] = command
+        key = own_plugin_key(exe) if self.in_process else None
+        if key is not None and self.in_process is not None:
+            from netlab.cni.skel import dispatch
+
+            reply = dispatch(self.in_process(key), env, stdin, self.own_netns)
+            status, out, err = reply.status, reply.stdout, reply.stderr
+        else:
+            try:
+                proc = subprocess.run(self.argv_for(exe), input=stdin, env=env, capture_output=True)
+            except OSError as e:
+                raise CniError(INTERNAL, f"cannot execute {exe}: {e.strerror}", plugin=plugin_type) from None
+            status, out, err = proc.returncode, proc.stdout, proc.stderr
+        if err:
+            sys.stderr.write(err.decode(errors="replace"))
+        if status != 0:
+            failed = CniError.from_plugin_output(plugin_type, out, err, status)
+            # reported as the caller's error, like Go's delegates: the message names the problem
+            raise CniError(failed.code, failed.msg, failed.details)
+        return out
+
+    def add(self, plugin_type: str, stdin: bytes) -> Result:
+        out = self.call("ADD", plugin_type, stdin)
+        return Result.from_json(out)
+
+    def delete(self, plugin_type: str, stdin: bytes) -> None:
+        self.call("DEL", plugin_type, stdin)
+
+    def check(self, plugin_type: str, stdin: bytes) -> None:
+        self.call("CHECK", plugin_type, stdin)
+
+    def gc(self, plugin_type: str, stdin: bytes) -> None:
+        self.call("GC", plugin_type, stdin)
+
+    def status(self, plugin_type: str, stdin: bytes) -> None:
+        self.call("STATUS", plugin_type, stdin)
