@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
@@ -254,3 +255,99 @@ def test_get_watch(api: ApiServerForTest) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_server_side_apply_creates_then_merges(api: ApiServerForTest) -> None:
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "1"}}
+    out = api.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(cm)).stdout
+    assert "configmap/ssa serverside-applied" in out
+    cm["data"] = {"a": "2", "b": "3"}
+    api.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(cm))
+    got = json.loads(api.kubectl("get", "cm", "ssa", "-o", "json").stdout)
+    assert got["data"] == {"a": "2", "b": "3"}
+
+
+def test_field_selector_and_events_in_describe(api: ApiServerForTest) -> None:
+    for name, node in (("on-a", "node-a"), ("on-b", "node-b")):
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
+        }
+        api.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    names = api.kubectl(
+        "get", "pods", "--field-selector", "spec.nodeName=node-a", "-o", "name"
+    ).stdout.split()
+    assert names == ["pod/on-a"]
+    uid = json.loads(api.kubectl("get", "pod", "on-a", "-o", "json").stdout)["metadata"]["uid"]
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "on-a.1"},
+        "involvedObject": {"kind": "Pod", "namespace": "default", "name": "on-a", "uid": uid},
+        "reason": "Scheduled",
+        "message": "Successfully assigned default/on-a to node-a",
+        "type": "Normal",
+        "source": {"component": "default-scheduler"},
+        "count": 1,
+        "firstTimestamp": "2025-01-01T00:00:00Z",
+        "lastTimestamp": "2025-01-01T00:00:00Z",
+    }
+    api.kubectl("create", "-f", "-", input=json.dumps(event))
+    out = api.kubectl("describe", "pod", "on-a").stdout
+    assert "Scheduled" in out and "Successfully assigned default/on-a to node-a" in out
+    for name in ("on-a", "on-b"):
+        api.kubectl("delete", "pod", name, "--grace-period=0", "--force")
+
+
+def test_logs_come_from_the_kubelet(api: ApiServerForTest) -> None:
+    """`kubectl logs` is proxied to the kubelet of the pod's node (here a stand-in on loopback)."""
+    seen: list[str] = []
+
+    class Kubelet(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            seen.append(self.path)
+            body = b"line 1\nline 2\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    kubelet = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Kubelet)
+    threading.Thread(target=kubelet.serve_forever, daemon=True).start()
+    try:
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": "logs-node",
+                "annotations": {"netlab.io/kubelet-url": f"http://127.0.0.1:{kubelet.server_address[1]}"},
+            },
+        }
+        api.kubectl("apply", "-f", "-", input=json.dumps(node))
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "talker"},
+            "spec": {"nodeName": "logs-node", "containers": [{"name": "c", "image": "busybox"}]},
+        }
+        api.kubectl("apply", "-f", "-", input=json.dumps(pod))
+        assert api.kubectl("logs", "talker", "--tail=2").stdout == "line 1\nline 2\n"
+        assert seen and seen[-1].startswith("/containerLogs/default/talker/c?") and "tailLines=2" in seen[-1]
+        unbound = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "quiet"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }
+        api.kubectl("apply", "-f", "-", input=json.dumps(unbound))
+        refused = api.kubectl("logs", "quiet", ok=False)
+        assert refused.returncode != 0 and "does not have a host assigned" in refused.stderr
+    finally:
+        kubelet.shutdown()
+        kubelet.server_close()
