@@ -6,6 +6,10 @@ veth pair (the node end is `eth0`, as on a VM), and the external client namespac
 switch. Nothing is placed in the host's own namespace, so the host's bridge netfilter, FORWARD
 policy and routes are never in the path and never changed.
 
+Each node also gets what its container runtime needs: a CNI config directory (see `cniconf`),
+netlab's plugin launchers in the lab's CNI bin dir, and a supervised `netlab cni-server`
+serving the node's namespace, so plugin calls run warm instead of paying a cold Python start.
+
 `up` records the lab in `lab.json` before it creates anything and keeps an undo stack while it
 builds; a failure (or Ctrl-C) half-way unwinds the stack, so a failed `up` leaves nothing.
 `down` reads `lab.json` and removes everything it names: sandboxes, supervised components,
@@ -20,9 +24,9 @@ import shutil
 import sys
 from collections.abc import Callable
 from functools import partial
-from importlib.metadata import entry_points
 from pathlib import Path
 
+from cni.install import install_plugins
 from netlab import kernel, names
 from netlab.errors import AlreadyExists, ConfigError, NetlabError
 from netlab.kernel import Rtnl
@@ -35,7 +39,6 @@ from netlab.layout import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, Layout
 Progress = Callable[[int, int, str], None]
 
 UNDERLAY_PORT_PREFIX = "u-"
-DIST_NAME = "netlab-kube"
 DEFAULT_DIRS = (DEFAULT_RUN_DIR, DEFAULT_STATE_DIR)
 
 
@@ -95,11 +98,14 @@ def up(layout: Layout, topology: Topology, progress: Progress = _no_progress) ->
         steps.append((f"client ({topology.client_ip.ip})", lambda: _build_client(layout, topology, undo)))
 
         def write_cni_configs() -> None:
-            link_cni_plugins(layout)
+            install_plugins(layout.cni_bin_dir)
             for node in topology.nodes:
                 cniconf.write_node_conflist(layout, topology, node)
 
         steps.append(("CNI plugins and configuration", write_cni_configs))
+        for node in topology.nodes:
+            start = partial(_start_cni_server, layout, lab, node.name, undo)
+            steps.append((f"CNI server of {node.name}", start))
 
         for i, (what, fn) in enumerate(steps):
             progress(i, len(steps), what)
@@ -111,25 +117,29 @@ def up(layout: Layout, topology: Topology, progress: Progress = _no_progress) ->
     return lab
 
 
-def netlab_plugins() -> dict[str, Path]:
-    """The installed `netlab-*` CNI plugin executables, by name (from the package's scripts)."""
-    bin_dir = Path(sys.executable).parent
-    found = {}
-    for ep in entry_points(group="console_scripts"):
-        if ep.name.startswith("netlab-") and ep.dist is not None and ep.dist.name == DIST_NAME:
-            exe = bin_dir / ep.name
-            if exe.exists():
-                found[ep.name] = exe
-    return found
+def cni_server(node: str) -> str:
+    """The component name of a node's CNI server."""
+    return f"cni-server-{node}"
 
 
-def link_cni_plugins(layout: Layout) -> None:
-    """Link the netlab plugins into the lab's CNI bin dir: one folder to put on CNI_PATH."""
-    layout.cni_bin_dir.mkdir(parents=True, exist_ok=True)
-    for name, exe in netlab_plugins().items():
-        link = layout.cni_bin_dir / name
-        link.unlink(missing_ok=True)
-        link.symlink_to(exe)
+def _start_cni_server(layout: Layout, lab: LabState, node: str, undo: contextlib.ExitStack) -> None:
+    """Start the node's CNI server (warm plugins for its namespace) and wait until it answers."""
+    from cni.server import wait_serving
+
+    name = cni_server(node)
+    argv = [sys.executable, "-m", "netlab.cli", "cni-server", "--netns", layout.node_netns(node)]
+    processes.start(layout, name, argv)
+    undo.callback(processes.stop, layout, name)
+    lab.components.append(name)
+    state.save(layout, lab)
+    try:
+        wait_serving(
+            layout.node_netns(node), timeout=30.0, alive=lambda: processes.running(layout, name) is not None
+        )
+    except (TimeoutError, RuntimeError) as e:
+        log = processes.log_path(layout, name)
+        lines = log.read_text().strip().splitlines() if log.exists() else []
+        raise NetlabError(f"CNI server of {node}: {e}: {lines[-1] if lines else 'no output'}") from None
 
 
 def _build_underlay(layout: Layout, topology: Topology, undo: contextlib.ExitStack) -> None:

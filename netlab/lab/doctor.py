@@ -209,8 +209,26 @@ def _reference_plugins() -> Check:
     )
 
 
+def _netlab_plugins() -> Check:
+    """netlab's own plugins, through the launchers `up` installs (written to a scratch dir)."""
+    import tempfile
+
+    from cni.install import install_plugins
+
+    with tempfile.TemporaryDirectory(prefix="netlab-doctor-") as scratch:
+        launchers = install_plugins(scratch)
+        bad = [p.name for p in launchers if cni_version_answer(p) is None]
+    names = ", ".join(p.name for p in launchers)
+    if bad:
+        return Check(
+            "netlab CNI plugins", False, True, f"no CNI {CNI_VERSION} answer from {', '.join(bad)}",
+            "reinstall netlab (`./dev setup`)",
+        )  # fmt: skip
+    return Check("netlab CNI plugins", True, True, f"{names} (CNI {CNI_VERSION})")
+
+
 def _tool_checks() -> list[Check]:
-    return [_etcd(), _reference_plugins(), _kubectl()]
+    return [_etcd(), _netlab_plugins(), _reference_plugins(), _kubectl()]
 
 
 def _ebpf_checks() -> list[Check]:

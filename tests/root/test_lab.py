@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from cni import server as cni_server
 from netlab import kernel
 from netlab.lab import processes
 from tests.root.conftest import one_line_error
@@ -57,6 +58,16 @@ def test_up_status_down_three_nodes(cli, layout):
     for i in (1, 2, 3):
         assert ping(layout.client_netns, f"192.168.56.1{i}")
     assert kernel.get_sysctl(layout.node_netns("node2"), "net.ipv4.ip_forward") == "1"
+    # every node has a CNI server answering inside its namespace, and the plugin launchers
+    running = {r.name for r in processes.list_running(layout)}
+    assert {f"cni-server-node{i}" for i in (1, 2, 3)} <= running
+    for i in (1, 2, 3):
+        assert cni_server.serving(layout.node_netns(f"node{i}"))
+    assert sorted(p.name for p in layout.cni_bin_dir.iterdir()) == [
+        "netlab-bridge",
+        "netlab-host-local",
+        "netlab-loopback",
+    ]
 
     lab = json.loads(layout.lab_file.read_text())
     assert lab["status"] == "running"
@@ -131,13 +142,18 @@ def test_failure_half_way_unwinds_everything(layout):
     from netlab.lab import build
     from netlab.lab.topology import default_topology
 
-    def fail_at_client(done, total, what):
-        if what.startswith("client"):
-            assert kernel.netns_exists(layout.node_netns("node2"))
+    seen = []
+
+    def fail_at_second_cni_server(done, total, what):
+        seen.append(what)
+        if what == "CNI server of node2":
+            assert kernel.netns_exists(layout.client_netns)
+            assert processes.running(layout, "cni-server-node1")
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        build.up(layout, default_topology(2), fail_at_client)
+        build.up(layout, default_topology(2), fail_at_second_cni_server)
+    assert "CNI server of node2" in seen
     assert_nothing_left(layout)
 
 
@@ -151,7 +167,7 @@ def test_clean_removes_a_crashed_lab_and_nothing_else(cli, layout):
         from netlab.layout import Layout
 
         def crash(done, total, what):
-            if what.startswith("client"):
+            if what == "CNI server of node2":
                 os.kill(os.getpid(), signal.SIGKILL)
 
         build.up(Layout.from_env(), default_topology(2), crash)
@@ -161,6 +177,8 @@ def test_clean_removes_a_crashed_lab_and_nothing_else(cli, layout):
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     node1 = layout.node_netns("node1")
     assert kernel.netns_exists(node1)
+    server = processes.running(layout, "cni-server-node1")
+    assert server is not None
     # a process left running inside a lab namespace, and a namespace netlab does not own
     sleeper = subprocess.Popen(kernel.in_netns(node1, ["sleep", "300"]))
     other = f"other-{secrets.token_hex(3)}"
@@ -173,8 +191,10 @@ def test_clean_removes_a_crashed_lab_and_nothing_else(cli, layout):
         assert other not in dry
         assert kernel.netns_exists(node1) and sleeper.poll() is None
 
+        assert f"would remove component cni-server-node1 (pid {server.pid})" in dry
         out = cli("clean").stdout
         assert f"removed network namespace {layout.underlay_netns}" in out
+        assert f"removed component cni-server-node1 (pid {server.pid})" in out
         assert sleeper.wait(timeout=10) == -signal.SIGKILL
         assert_nothing_left(layout)
         assert kernel.netns_exists(other)
@@ -193,6 +213,7 @@ def test_doctor_table_and_exit_code(cli):
         "vxlan",
         "br_netfilter",
         "etcd",
+        "netlab CNI plugins",
         "CNI reference plugins",
         "kubectl",
         "cgroup2",

@@ -1,8 +1,8 @@
 """Pod sandboxes end to end: `netlab sandbox run/ls/rm` and `netlab exec`, with real packets.
 
-The lab's nodes here run Debian's reference bridge, host-local and loopback plugins through
-the same node conflists (only the plugin types differ), which also shows that the sandbox
-runtime interoperates with them.
+The lab's nodes run netlab's own plugins (through each node's CNI server); one test runs the
+same conflists with Debian's reference bridge, host-local and loopback plugins instead (only
+the plugin types differ), which shows that the sandbox runtime interoperates with them.
 """
 
 from __future__ import annotations
@@ -45,8 +45,6 @@ print(c.recv(100).decode(), socket.gethostname(), os.readlink("/proc/self/ns/ipc
 @pytest.fixture
 def lab(cli, layout):
     cli("up", "--nodes", "2")
-    for node in ("node1", "node2"):
-        use_reference_plugins(layout, node)
     return cli
 
 
@@ -97,6 +95,20 @@ def test_two_sandboxes_reach_each_other_and_their_gateway(lab, layout):
     # the exit status of the command is exec's
     assert lab("exec", "a", "--", "sh", "-c", "exit 7", ok=False).returncode == 7
     assert lab("exec", "node1", "--", "ip", "-o", "addr", "show", "cni0").stdout.count("10.244.1.1/24") == 1
+
+
+def test_reference_plugins_through_the_same_conflists(lab, layout):
+    use_reference_plugins(layout, "node2")
+    ip_a = lab("sandbox", "run", "a", "--node", "node2").stdout.strip()
+    ip_b = lab("sandbox", "run", "b", "--node", "node2").stdout.strip()
+    assert ip_a.startswith("10.244.2.") and ip_b.startswith("10.244.2.")
+    assert pod_ping(lab, "a", ip_b)
+    assert pod_ping(lab, "b", "10.244.2.1")
+    assert lab("exec", "b", "--", "hostname").stdout.strip() == "b"
+    lab("sandbox", "rm", "a", "b")
+    assert ipam_files(layout, "node2") == []
+    assert [n for n in node_links(layout, "node2") if n.startswith("veth")] == []
+    assert cache_files(layout) == []
 
 
 def test_processes_in_one_sandbox_share_localhost_hostname_and_ipc(lab, layout):
