@@ -14,8 +14,9 @@ calls instead (see `cni/launch.py` for the client side and the wire format):
 - calls from a different source tree are declined (the executable then runs itself), so the
   server never answers with code other than the caller's;
 - only root (or the server's own user) may call: the peer's uid is checked (SO_PEERCRED);
-- each call runs on its own thread; plugins keep no state between calls and serialise
-  shared state themselves (host-local's flock), exactly as separate processes would.
+- calls run on a pool of worker threads; plugins keep nothing about containers between
+  calls and serialise shared state themselves (host-local's flock), exactly as separate
+  processes would.
 
 When no server runs, the executables do the same work themselves; the server only makes it
 faster. `netlab cni-server [--netns NAME]` runs one.
@@ -32,6 +33,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from cni import launch
 from cni.plugins import PLUGINS, make_plugin
@@ -42,6 +44,7 @@ from netlab.kernel import netns_path, run_in_netns
 log = logging.getLogger("netlab.cni.server")
 
 _PEERCRED = struct.Struct("3i")
+WORKERS = 64  # calls served at once; more wait in the listen backlog
 
 
 class CniServer:
@@ -52,8 +55,8 @@ class CniServer:
         self.plugins: dict[str, Plugin] = {name: make_plugin(name, self.netns) for name in PLUGINS}
         self.sock = run_in_netns(self.netns, self._bind)
         self._stopping = threading.Event()
-        self._busy: set[threading.Thread] = set()
-        self._lock = threading.Lock()
+        # persistent workers: plugins keep per-thread netlink handles to the node
+        self._workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="cni-call")
 
     def _bind(self) -> socket.socket:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -79,10 +82,7 @@ class CniServer:
                     if self._stopping.is_set():
                         break
                     raise
-                t = threading.Thread(target=self._handle, args=(conn,), daemon=True)
-                with self._lock:
-                    self._busy.add(t)
-                t.start()
+                self._workers.submit(self._handle, conn)
         finally:
             self.close()
 
@@ -91,15 +91,11 @@ class CniServer:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
 
-    def close(self, wait: float = 30.0) -> None:
-        """Stop accepting, then give the calls in flight up to `wait` seconds to finish."""
+    def close(self) -> None:
+        """Stop accepting, then let the calls in flight finish."""
         self._stopping.set()
         self.sock.close()
-        deadline = time.monotonic() + wait
-        with self._lock:
-            busy = list(self._busy)
-        for t in busy:
-            t.join(max(0.0, deadline - time.monotonic()))
+        self._workers.shutdown(wait=True)
 
     def __enter__(self) -> CniServer:
         return self
@@ -126,9 +122,6 @@ class CniServer:
                     conn.sendall(self.answer(b"".join(chunks)))
         except OSError as e:
             log.warning("CNI call lost: %s", e)
-        finally:
-            with self._lock:
-                self._busy.discard(threading.current_thread())
 
     def answer(self, request: bytes) -> bytes:
         """The reply message for one request message."""

@@ -35,14 +35,16 @@ silently ignored.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import ipaddress
 import secrets
 import socket
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +66,7 @@ from netlab.cni.types import (
     Route,
 )
 from netlab.errors import AlreadyExists, KernelError, NotFound
-from netlab.kernel import Rtnl
+from netlab.kernel import Link, Rtnl
 from netlab.kernel.ipmasq import delete_ipmasq, ensure_ipmasq, ipmasq_owners
 
 DEFAULT_BRIDGE = "cni0"
@@ -167,6 +169,32 @@ class Undo:
                 sys.stderr.write(f"netlab-bridge: undo {what} failed: {e}\n")
 
 
+class NodeHandles:
+    """A netlink handle to the node's namespace per thread, kept open between calls.
+
+    In the node's CNI server one plugin object serves every call on a pool of worker
+    threads, so a worker's handle can serve its next call too (a pyroute2 handle belongs to
+    the thread that made it). A handle that saw an error is closed, not reused.
+    """
+
+    def __init__(self, netns: str | None) -> None:
+        self.netns = netns
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def get(self) -> Iterator[Rtnl]:
+        handle: Rtnl | None = getattr(self._local, "handle", None)
+        if handle is None:
+            handle = Rtnl(self.netns)
+        self._local.handle = None  # a nested call in this thread gets a handle of its own
+        try:
+            yield handle
+        except BaseException:
+            handle.close()
+            raise
+        self._local.handle = handle
+
+
 class BridgePlugin:
     name = "bridge"
     supported_versions = SUPPORTED_VERSIONS
@@ -174,6 +202,7 @@ class BridgePlugin:
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns  # the node's namespace; None: this process's own
         self.own_netns = netns or "/proc/self/ns/net"
+        self.node = NodeHandles(netns)
 
     def _delegates(self, a: CmdArgs) -> Delegates:
         return Delegates(
@@ -189,7 +218,7 @@ class BridgePlugin:
         conf = parse_bridge_conf(a.config)
         mac = a.cni_args().get("MAC") or conf.mac
         undo = Undo()
-        with Rtnl(self.netns) as node, Rtnl(a.netns) as pod:
+        with self.node.get() as node, Rtnl(a.netns) as pod:
             try:
                 return self._add(a, conf, mac, node, pod, undo)
             except BaseException:
@@ -199,13 +228,14 @@ class BridgePlugin:
     def _add(
         self, a: CmdArgs, conf: BridgeConf, mac: str | None, node: Rtnl, pod: Rtnl, undo: Undo
     ) -> Result:
+        # links are named by index once they exist: every name lookup is one more netlink call
         br = self._ensure_bridge(node, conf)
         if pod.link_index(a.ifname) is not None:
             raise CniError(INTERNAL, f"container veth name provided ({a.ifname}) already exists")
-        host_name = self._create_veth(node, a, conf, mac, undo)
-        node.set_link(host_name, master=br, up=True)
+        host = self._create_veth(node, a, conf, mac, undo)
+        node.set_link(host, master=br, up=True)
         if conf.hairpin:
-            node.set_bridge_port(host_name, hairpin=True)
+            node.set_bridge_port(host, hairpin=True)
 
         ipam = Result(cni_version=a.cni_version)
         if conf.ipam_type:
@@ -227,14 +257,14 @@ class BridgePlugin:
                 ):
                     routes.append(Route(dst=dst, gw=ip.gateway))
 
-        self._configure_pod(a, conf, pod, ips, routes)
-        self._wait_oper_up(node, host_name)
+        pod_link = self._configure_pod(a, conf, pod, ips, routes)
+        host_link = self._wait_oper_up(node, host)
 
         if conf.is_gateway:
             for ip in ips:
                 if ip.gateway:
                     prefix = ipaddress.ip_interface(ip.address).network.prefixlen
-                    self._ensure_gateway_address(node, conf, f"{ip.gateway}/{prefix}")
+                    self._ensure_gateway_address(node, conf, br, f"{ip.gateway}/{prefix}")
             forwarding = {4: "net.ipv4.ip_forward", 6: "net/ipv6/conf/all/forwarding"}
             for family in sorted({ip.family for ip in ips}):
                 kernel.set_sysctl(self.netns, forwarding[family], 1)
@@ -242,11 +272,7 @@ class BridgePlugin:
             undo.push("SNAT chain", lambda: delete_ipmasq(self.netns, conf.network, a.container_id))
             ensure_ipmasq(self.netns, conf.network, a.container_id, [ip.address for ip in ips])
 
-        br_link, host_link, pod_link = (
-            node.get_link(conf.bridge),
-            node.get_link(host_name),
-            pod.get_link(a.ifname),
-        )
+        br_link = node.get_link(br)  # read again: a bridge takes the lowest MAC of its ports
         return Result(
             cni_version=a.cni_version,
             interfaces=[
@@ -260,61 +286,62 @@ class BridgePlugin:
         )
 
     def _ensure_bridge(self, node: Rtnl, conf: BridgeConf) -> int:
-        index = node.link_index(conf.bridge)
-        if index is None:
+        try:
+            link = node.get_link(conf.bridge)
+        except NotFound:
             index = node.ensure_bridge(conf.bridge, mtu=conf.mtu)
             kernel.set_sysctls(self.netns, {f"net/ipv6/conf/{conf.bridge}/accept_ra": 0}, missing_ok=True)
         else:
-            link = node.get_link(index)
             if link.kind != "bridge":
                 raise CniError(INTERNAL, f"{conf.bridge} already exists but is not a bridge ({link.kind})")
+            index = link.index
             if not link.up:
                 node.set_link(index, up=True)
         if conf.promisc:
             node.set_link(index, promisc=True)
         return index
 
-    def _create_veth(self, node: Rtnl, a: CmdArgs, conf: BridgeConf, mac: str | None, undo: Undo) -> str:
+    def _create_veth(self, node: Rtnl, a: CmdArgs, conf: BridgeConf, mac: str | None, undo: Undo) -> int:
         for _ in range(8):
             host_name = "veth" + secrets.token_hex(4)
             try:
-                node.add_veth(host_name, a.ifname, peer_netns=a.netns, mtu=conf.mtu, peer_mac=mac)
+                index = node.add_veth(host_name, a.ifname, peer_netns=a.netns, mtu=conf.mtu, peer_mac=mac)
             except AlreadyExists:
                 # either a host name collision (try another) or the pod end exists (lost a race)
                 continue
-            undo.push(f"veth {host_name}", functools.partial(node.delete_link, host_name))
-            return host_name
+            undo.push(f"veth {host_name}", functools.partial(node.delete_link, index))
+            return index
         raise CniError(INTERNAL, f"cannot create a veth pair for {a.ifname}: names keep colliding")
 
     def _configure_pod(
         self, a: CmdArgs, conf: BridgeConf, pod: Rtnl, ips: list[IPConfig], routes: list[Route]
-    ) -> None:
+    ) -> Link:
         sysctls: dict[str, int] = {f"net/ipv4/conf/{a.ifname}/arp_notify": 1}
         if not conf.enable_dad:
             sysctls[f"net/ipv6/conf/{a.ifname}/accept_dad"] = 0
         kernel.set_sysctls(a.netns, sysctls, missing_ok=True)
+        index = pod.get_link(a.ifname).index
         for ip in ips:
-            pod.ensure_address(a.ifname, ip.address)
-        pod.set_link(a.ifname, up=True)
+            pod.ensure_address(index, ip.address)
+        pod.set_link(index, up=True)
         gateways = {ip.family: ip.gateway for ip in reversed(ips) if ip.gateway}
         for r in routes:
             family = ipaddress.ip_network(r.dst, strict=False).version
-            pod.ensure_route(r.dst, gateway=r.gw or gateways.get(family), dev=a.ifname)
+            pod.ensure_route(r.dst, gateway=r.gw or gateways.get(family), dev=index)
+        return pod.get_link(index)
 
-    def _wait_oper_up(self, node: Rtnl, host_name: str) -> None:
-        state = "UNKNOWN"
+    def _wait_oper_up(self, node: Rtnl, host: int) -> Link:
+        link = None
         for pause in OPER_UP_WAITS:
             time.sleep(pause)
-            state = node.get_link(host_name).oper_state
-            if state == "UP":
-                return
-        raise CniError(INTERNAL, f"bridge port in error state: {state}")
+            link = node.get_link(host)
+            if link.oper_state == "UP":
+                return link
+        raise CniError(INTERNAL, f"bridge port in error state: {link.oper_state if link else '?'}")
 
-    def _ensure_gateway_address(self, node: Rtnl, conf: BridgeConf, cidr: str) -> None:
+    def _ensure_gateway_address(self, node: Rtnl, conf: BridgeConf, br: int, cidr: str) -> None:
         want = ipaddress.ip_interface(cidr)
-        for have_text in node.addresses(
-            conf.bridge, socket.AF_INET if want.version == 4 else socket.AF_INET6
-        ):
+        for have_text in node.addresses(br, socket.AF_INET if want.version == 4 else socket.AF_INET6):
             have = ipaddress.ip_interface(have_text)
             if have == want:
                 return
@@ -323,8 +350,8 @@ class BridgePlugin:
                     raise CniError(
                         INTERNAL, f'"{conf.bridge}" already has an IP address different from {cidr}'
                     )
-                node.delete_address(conf.bridge, have_text)
-        node.ensure_address(conf.bridge, cidr)
+                node.delete_address(br, have_text)
+        node.ensure_address(br, cidr)
 
     # DEL ----------------------------------------------------------------------------------
 
@@ -374,7 +401,7 @@ class BridgePlugin:
         names = [i.name for i in prev.interfaces if not i.sandbox and i.name != conf.bridge]
         if not names:
             return
-        with Rtnl(self.netns) as node:
+        with self.node.get() as node:
             br = node.link_index(conf.bridge)
             for name in names:
                 try:
@@ -402,7 +429,7 @@ class BridgePlugin:
         host_names = [itf.name for itf in prev.interfaces if not itf.sandbox and itf.name != conf.bridge]
         if not host_names:
             raise CniError(INTERNAL, "prevResult has no host veth")
-        with Rtnl(self.netns) as node, Rtnl(a.netns) as pod:
+        with self.node.get() as node, Rtnl(a.netns) as pod:
             br = node.link_index(conf.bridge)
             if br is None or node.get_link(br).kind != "bridge":
                 raise CniError(INTERNAL, f"bridge {conf.bridge} is missing")
