@@ -2,7 +2,9 @@
 
 ADD, in the reference plugin's order:
 1. ensure the bridge (`cni0` unless `bridge` says otherwise) exists and is up; a new one gets
-   `mtu`, `accept_ra=0` and, with `promiscMode`, promiscuous mode;
+   `mtu`, `accept_ra=0` and, with `promiscMode`, promiscuous mode; unlike the reference
+   plugin it also turns on `bridge-nf-call-iptables` in the node's namespace, which Service
+   proxies need for same-node traffic (kube's br_netfilter prerequisite, per namespace);
 2. create the veth pair: the pod end, named `CNI_IFNAME`, is created directly in the pod's
    namespace; the host end is `veth` + 8 random hex digits, enslaved to the bridge, with
    hairpin mode when `hairpinMode` is set (a pod reaching itself through a Service VIP);
@@ -290,7 +292,13 @@ class BridgePlugin:
             link = node.get_link(conf.bridge)
         except NotFound:
             index = node.ensure_bridge(conf.bridge, mtu=conf.mtu)
-            kernel.set_sysctls(self.netns, {f"net/ipv6/conf/{conf.bridge}/accept_ra": 0}, missing_ok=True)
+            # bridged pod-to-pod frames must traverse iptables, or a same-node pod -> Service
+            # reply skips the reverse NAT (kubernetes#38802); the key is per namespace
+            kernel.set_sysctls(
+                self.netns,
+                {f"net/ipv6/conf/{conf.bridge}/accept_ra": 0, "net/bridge/bridge-nf-call-iptables": 1},
+                missing_ok=True,
+            )
         else:
             if link.kind != "bridge":
                 raise CniError(INTERNAL, f"{conf.bridge} already exists but is not a bridge ({link.kind})")

@@ -3,7 +3,8 @@ services file, `netlab proxy mode` on the running lab, and `netlab down` leaving
 
 Until the control plane and the overlay run in the lab, Services and EndpointSlices come from
 the lab's services file and the nodes reach each other's pod subnets by host-gw routes added
-here; the pods are wired by Debian's reference plugins through the lab's own conflists.
+here (plus a default route, so that traffic to a Service without endpoints reaches the
+filter table's REJECT instead of failing routing); pods are wired by netlab-bridge.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from netlab.kernel import Rtnl
 from netlab.lab import state
 from netlab.lab.proxies import services_file
 from proxy.daemon import read_status
-from tests.root.conftest import NETLAB, use_reference_plugins
+from tests.root.conftest import NETLAB
 from tests.root.svclab import spread, tcp_ask
 
 pytestmark = pytest.mark.root
@@ -59,7 +60,6 @@ def test_services_on_the_lab(cli, layout, mode):
     cli("up", "--nodes", "3", "--proxy-mode", mode)
     topo = state.load(layout).topology
     for node in topo.nodes:
-        use_reference_plugins(layout, node.name)
         with Rtnl(layout.node_netns(node.name)) as r:
             for other in topo.nodes:
                 if other.name != node.name:
