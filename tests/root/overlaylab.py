@@ -45,12 +45,13 @@ class Pod:
 
 
 class OverlayLab:
-    def __init__(self, layout: Layout, etcd_url: str, nodes: int = 3) -> None:
+    def __init__(self, layout: Layout, etcd_url: str, nodes: int = 3, etcd_prefix: str = PREFIX) -> None:
         self.layout = layout
         self.etcd_url = etcd_url
+        self.etcd_prefix = etcd_prefix
         self.topology = default_topology(nodes)
         self.client = EtcdClient(etcd_url)
-        self.manager = LeaseManager(self.client, PREFIX)
+        self.manager = LeaseManager(self.client, etcd_prefix)
         self.pods: dict[str, Pod] = {}
         self._pod_count = 0
 
@@ -71,7 +72,8 @@ class OverlayLab:
     def flanneld_argv(self, node: str, *extra: str) -> list[str]:
         return [
             sys.executable, "-m", "netlab.cli", "flanneld",
-            "--node", node, "--iface", "eth0", "--etcd", self.etcd_url, *extra,
+            "--node", node, "--iface", "eth0", "--etcd", self.etcd_url, "--etcd-prefix", self.etcd_prefix,
+            *extra,
         ]  # fmt: skip
 
     def run_flanneld(self, node: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -205,7 +207,12 @@ class Iperf:
         import json
 
         out, err = self.client.communicate(timeout=120)
-        self.server.wait(timeout=30)
+        try:
+            self.server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            # the client has its numbers; a server that missed the end of the test is not news
+            self.server.kill()
+            self.server.wait()
         assert self.client.returncode == 0, f"iperf3 failed: {out[-2000:]} {err}"
         data: dict[str, object] = json.loads(out)
         return data
