@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from ipaddress import IPv4Network
 from pathlib import Path
 from types import FrameType
 
@@ -42,6 +43,7 @@ SUBNET_FILE_DEFAULT = "/run/netlab/subnet.env"
     show_default=True,
     help="Renew this many seconds before the lease expires (at most a third of the TTL).",
 )
+@click.option("--subnet-hint", help="Subnet to prefer when this node has none yet (e.g. 10.244.1.0/24).")
 @click.option("--keep-lease-on-exit", is_flag=True, help="Do not revoke the lease on SIGTERM.")
 @click.option(
     "--tx-checksum-offload/--no-tx-checksum-offload",
@@ -60,6 +62,7 @@ def flanneld_cmd(
     subnet_file: Path | None,
     lease_ttl: int,
     renew_margin: int,
+    subnet_hint: str | None,
     keep_lease_on_exit: bool,
     tx_checksum_offload: bool,
     verbose: bool,
@@ -81,6 +84,12 @@ def flanneld_cmd(
         stream=sys.stderr,
     )
     layout = Layout.from_env()
+    hint = None
+    if subnet_hint:
+        try:
+            hint = IPv4Network(subnet_hint)
+        except ValueError as e:
+            raise ConfigError(f"--subnet-hint: {e}") from None
     if node and netns:
         raise ConfigError("give --node or --netns, not both")
     if node:
@@ -103,6 +112,7 @@ def flanneld_cmd(
         subnet_file,
         renew_margin=renew_margin,
         release_on_exit=not keep_lease_on_exit,
+        subnet_hint=hint,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

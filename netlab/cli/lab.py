@@ -30,9 +30,35 @@ if TYPE_CHECKING:
     show_default=True,
     help="The kube-proxy mode of every node (switch later with `netlab proxy mode`).",
 )
-def up(nodes: int | None, topology_file: Path | None, proxy_mode: str) -> None:
-    """Build the lab: underlay switch, node namespaces, client, CNI configuration, kube-proxies."""
-    from netlab.lab import build, proxies, state
+@click.option(
+    "--backend",
+    type=click.Choice(["vxlan", "host-gw"]),
+    default="vxlan",
+    show_default=True,
+    help="How pods on different nodes reach each other (flannel's backends).",
+)
+@click.option(
+    "--etcd", "etcd_url", default=None, help="Use this etcd (http://HOST:PORT) instead of starting one."
+)
+@click.option(
+    "--etcd-port",
+    type=click.IntRange(0, 65535),
+    default=2379,
+    envvar="NETLAB_ETCD_PORT",
+    show_default=True,
+    help="Client port of the lab's own etcd on 127.0.0.1; 0 picks a free port.",
+)
+def up(
+    nodes: int | None,
+    topology_file: Path | None,
+    proxy_mode: str,
+    backend: str,
+    etcd_url: str | None,
+    etcd_port: int,
+) -> None:
+    """Build the lab: underlay switch, nodes, client, etcd, flanneld, CNI configuration, kube-proxies."""
+    from netlab.etcd import server as etcd_server
+    from netlab.lab import build, podnet, proxies, state
     from netlab.lab.topology import DEFAULT_NODES, default_topology, load_topology
     from proxy.modes import check_available
 
@@ -41,14 +67,23 @@ def up(nodes: int | None, topology_file: Path | None, proxy_mode: str) -> None:
         topology = load_topology(topology_file, nodes)
     else:
         topology = default_topology(nodes if nodes is not None else DEFAULT_NODES)
-    check_available(proxy_mode)  # before anything is built
+    # everything that can be checked is checked before anything is built
+    check_available(proxy_mode)
+    config = podnet.plan(topology, backend)
+    if etcd_url is not None:
+        podnet.check_etcd(etcd_url, config)
+    elif etcd_port:
+        etcd_server.plan(layout, etcd_port)
     with steps_display("netlab up") as report:
         build.up(layout, topology, report)
         try:
+            podnet.start(layout, config, etcd_url, etcd_port, report)
             report(1, 2, f"kube-proxy ({proxy_mode} mode) on every node")
             proxies.start_proxies(layout, proxy_mode)
         except BaseException:
+            net = podnet.load(layout)
             build.down(layout)
+            podnet.release(net)
             raise
         report(2, 2, "lab is up")
     print_status(layout, state.load(layout))
@@ -57,14 +92,16 @@ def up(nodes: int | None, topology_file: Path | None, proxy_mode: str) -> None:
 @click.command()
 def down() -> None:
     """Remove the lab and everything it started; does nothing when no lab is running."""
-    from netlab.lab import build, state
+    from netlab.lab import build, podnet, state
 
     layout = Layout.from_env()
     if not state.exists(layout):
         err.print("no lab is running")
         return
+    net = podnet.load(layout)
     with steps_display("netlab down") as report:
         build.down(layout, report)
+    podnet.release(net)
 
 
 @click.command()
@@ -90,6 +127,7 @@ def print_status(layout: Layout, lab: LabState) -> None:
     table.add_row("client", layout.client_netns, str(topo.client_ip), "")
     out.print(table)
     out.print(f"underlay {topo.underlay_cidr} in {layout.underlay_netns}, services {topo.service_cidr}")
+    print_leases(layout, lab)
     pods = sandbox.list_sandboxes(layout)
     if pods:
         table = Table(title="sandboxes", title_justify="left")
@@ -98,6 +136,44 @@ def print_status(layout: Layout, lab: LabState) -> None:
         for sb in pods:
             table.add_row(sb.name, sb.node, sb.ip or "-", sb.netns)
         out.print(table)
+
+
+def print_leases(layout: Layout, lab: LabState) -> None:
+    """The pod network: backend, etcd, and every node's subnet lease as etcd has it."""
+    from rich.table import Table
+
+    from netlab.errors import NetlabError
+    from netlab.lab import podnet
+
+    net = podnet.load(layout)
+    if net is None:
+        return
+    try:
+        leases = podnet.leases(net.etcd_url, lab.topology)
+    except NetlabError as e:
+        out.print(f"pod network ({net.backend}): {e}")
+        return
+    table = Table(title=f"subnet leases ({net.backend}, etcd {net.etcd_url})", title_justify="left")
+    for col in ("node", "subnet", "public IP", "VTEP MAC", "expires in"):
+        table.add_column(col)
+    for nl in sorted(leases, key=lambda x: x.lease.subnet):
+        lease = nl.lease
+        table.add_row(
+            nl.node or "-",
+            str(lease.subnet),
+            str(lease.attrs.public_ip),
+            lease.attrs.vtep_mac or "-",
+            _duration(lease.expires_in) if not lease.reserved else "reserved",
+        )
+    out.print(table)
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None or seconds < 0:
+        return "expired"
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 @click.command()

@@ -69,6 +69,7 @@ class Flanneld:
         renew_margin: int = DEFAULT_RENEW_MARGIN,
         release_on_exit: bool = True,
         on_ready: Callable[[Lease], None] | None = None,
+        subnet_hint: IPv4Network | None = None,
     ) -> None:
         self.manager = manager
         self.make_dataplane = make_dataplane
@@ -77,6 +78,7 @@ class Flanneld:
         self.renew_margin = renew_margin
         self.release_on_exit = release_on_exit
         self.on_ready = on_ready
+        self.subnet_hint = subnet_hint
         self.config: NetworkConfig | None = None
         self.attrs: LeaseAttrs | None = None
         self.lease: Lease | None = None
@@ -102,7 +104,7 @@ class Flanneld:
                 previous = old.node_subnet if old else None
             except NetlabError as e:
                 log.warning("ignoring unreadable %s: %s", self.subnet_file, e)
-            lease = self.manager.acquire(config, self.attrs, previous=previous)
+            lease = self.manager.acquire(config, self.attrs, previous=previous, hint=self.subnet_hint)
         except BaseException:
             # nothing half-built: a device this start created goes again
             self.dataplane.undo_setup()

@@ -11,8 +11,11 @@ Acquiring (`acquire`), as flannel's `tryAcquireLease`, except where noted:
    compare-and-swap on its mod revision; a reservation stays unleased); one that no longer fits
    is deleted;
 2. else the subnet named by the previous `subnet.env`, if it is free and fits;
-3. else a random free one among the first 100 in SubnetMin..SubnetMax;
-4. create-if-absent in one transaction. **Losing that race is retried** (re-list, choose again,
+3. else the caller's hint, if it is free and fits (netlab's addition: `netlab up` hints each
+   node's planned subnet, as flannel's Kubernetes mode follows the node's podCIDR, so a lab's
+   addresses are predictable);
+4. else a random free one among the first 100 in SubnetMin..SubnetMax;
+5. create-if-absent in one transaction. **Losing that race is retried** (re-list, choose again,
    bounded), where flanneld exits on it. The etcd lease granted for a failed try is reused for
    the next and revoked if nothing was won.
 
@@ -143,13 +146,15 @@ class LeaseManager:
         config: NetworkConfig,
         attrs: LeaseAttrs,
         previous: IPv4Network | None = None,
+        hint: IPv4Network | None = None,
     ) -> Lease:
         """This node's lease (see the module docstring for the rules)."""
         grant_id = 0
+        preferred = [sn for sn in (previous, hint) if sn is not None]
         try:
             for _ in range(MAX_ATTEMPTS):
                 leases, _rev = self.list_leases()
-                lease, grant_id = self._try_acquire(config, attrs, previous, leases, grant_id)
+                lease, grant_id = self._try_acquire(config, attrs, preferred, leases, grant_id)
                 if lease is not None:
                     grant_id = 0 if lease.lease_id == grant_id else grant_id
                     return lease
@@ -168,7 +173,7 @@ class LeaseManager:
         self,
         config: NetworkConfig,
         attrs: LeaseAttrs,
-        previous: IPv4Network | None,
+        preferred: list[IPv4Network],
         leases: list[Lease],
         grant_id: int,
     ) -> tuple[Lease | None, int]:
@@ -206,11 +211,8 @@ class LeaseManager:
             return None, grant_id
 
         taken = [lease.subnet for lease in leases if lease.subnet not in gone]
-        subnet = None
-        if previous is not None and config.subnet_fits(previous) and not _overlaps(previous, taken):
-            subnet = previous
-        else:
-            subnet = pick_subnet(config, taken, self.rng)
+        usable = [sn for sn in preferred if config.subnet_fits(sn) and not _overlaps(sn, taken)]
+        subnet = usable[0] if usable else pick_subnet(config, taken, self.rng)
         if subnet is None:
             raise OutOfSubnets(
                 f"out of subnets: all {config.capacity} /{config.subnet_len} subnets in "

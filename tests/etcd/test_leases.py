@@ -216,3 +216,16 @@ def test_release_and_expiry_are_seen_by_watchers(client: EtcdClient, prefix: str
     with pytest.raises(LeaseNotFound):
         short.renew(b)
     assert not m.still_mine(a)
+
+
+def test_hint_is_preferred_after_previous(client: EtcdClient, prefix: str) -> None:
+    m = LeaseManager(client, prefix, ttl=600)
+    cfg = make_config("10.244.0.0/16")
+    one, two = IPv4Network("10.244.1.0/24"), IPv4Network("10.244.2.0/24")
+    assert m.acquire(cfg, attrs(1), hint=one).subnet == one
+    # taken: another one, at random
+    assert m.acquire(cfg, attrs(2), hint=one).subnet not in (one, two)
+    # the previous subnet.env wins over the hint
+    three = IPv4Network("10.244.3.0/24")
+    assert m.acquire(cfg, attrs(3), previous=three, hint=two).subnet == three
+    assert m.acquire(cfg, attrs(4), hint=two).subnet == two

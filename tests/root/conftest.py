@@ -22,7 +22,8 @@ class Cli:
         self.layout = layout
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, **self.layout.env(), "COLUMNS": "200", **extra}
+        # the lab's etcd on a free port: suites run side by side on one machine
+        return {**os.environ, **self.layout.env(), "COLUMNS": "200", "NETLAB_ETCD_PORT": "0", **extra}
 
     def __call__(
         self, *args: str, ok: bool = True, env: dict[str, str] | None = None, timeout: float = 120
