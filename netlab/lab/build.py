@@ -34,11 +34,14 @@ from netlab.lab import cniconf, pods, processes, state
 from netlab.lab.state import CLIENT_UPLINK, NODE_UPLINK, UNDERLAY_BRIDGE, LabState
 from netlab.lab.topology import Topology
 from netlab.layout import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, Layout
+from netlab.runtime.cgroups import CgroupTree
 
 # done, total, what is being done now
 Progress = Callable[[int, int, str], None]
 
 UNDERLAY_PORT_PREFIX = "u-"
+# components that run pods on a node (a kubelet alone, or the whole node agent)
+NODE_AGENT_PREFIXES = ("agent-", "kubelet-")
 DEFAULT_DIRS = (DEFAULT_RUN_DIR, DEFAULT_STATE_DIR)
 
 
@@ -198,9 +201,16 @@ def down(layout: Layout, progress: Progress = _no_progress) -> bool:
         return False
     lab = state.load(layout)
     steps: list[tuple[str, Callable[[], object]]] = []
-    steps.append(("removing sandboxes", partial(_remove_sandboxes, layout)))
-    for comp in reversed(lab.components):
+    # node agents go first: a running kubelet would recreate the sandboxes being removed
+    # (kubelets leave their pods running when they stop, so that a restart adopts them)
+    agents = [c for c in reversed(lab.components) if c.startswith(NODE_AGENT_PREFIXES)]
+    for comp in agents:
         steps.append((f"stopping {comp}", partial(processes.stop, layout, comp)))
+    steps.append(("removing sandboxes", partial(_remove_sandboxes, layout)))
+    steps.append(("removing cgroups", partial(_remove_cgroups, layout)))
+    for comp in reversed(lab.components):
+        if comp not in agents:
+            steps.append((f"stopping {comp}", partial(processes.stop, layout, comp)))
     for ns in reversed(lab_netns(layout, lab.topology)):
         steps.append((f"removing {ns}", partial(_delete_netns, ns)))
     steps.append(("removing state", lambda: _remove_state(layout)))
@@ -225,6 +235,12 @@ def _remove_sandboxes(layout: Layout) -> None:
             _delete_netns(ns)
     if errors:
         raise NetlabError("; ".join(errors))
+
+
+def _remove_cgroups(layout: Layout) -> None:
+    problems = CgroupTree(layout.prefix).remove_all()
+    if problems:
+        raise NetlabError("; ".join(problems))
 
 
 def _remove_state(layout: Layout) -> None:

@@ -8,6 +8,8 @@ state files without a `lab.json` to find them by. Clean finds them by ownership 
 - every named network namespace whose name starts with the lab prefix (with the default
   prefix `nl-` that is every lab on the host, including the test suite's `nl-t<hex>-` labs),
   and every process whose network namespace is one of them, found through /proc, never by name;
+- the lab's cgroups (`netlab/<lab>` in each hierarchy, see `netlab.runtime.cgroups`), once
+  the processes in them are gone;
 - the lab's state and run directories, only when they carry netlab's ownership marker.
 
 Nothing in the host's own namespace is touched: netlab never creates anything there.
@@ -25,11 +27,12 @@ from netlab import kernel
 from netlab.errors import NetlabError
 from netlab.lab import processes, state
 from netlab.layout import Layout
+from netlab.runtime.cgroups import CgroupTree
 
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # component | process | netns | dir
+    kind: str  # component | process | netns | cgroup | dir
     target: str
     description: str
 
@@ -71,6 +74,8 @@ def plan_clean(layout: Layout) -> CleanPlan:
             if pid != me:
                 actions.append(Action("process", ns, f"process {pid} ({_comm(pid)}) in {ns}"))
         actions.append(Action("netns", ns, f"network namespace {ns}"))
+    for path in CgroupTree(layout.prefix).leftovers():
+        actions.append(Action("cgroup", str(path), f"cgroup {path}"))
     for d in (layout.run_dir, layout.state_dir):
         if state.is_owned(d):
             actions.append(Action("dir", str(d), f"directory {d}"))
@@ -92,6 +97,10 @@ def apply_clean(layout: Layout, plan: CleanPlan, report: Callable[[Action], None
             elif action.kind == "netns":
                 processes.kill_netns_processes(action.target)
                 kernel.delete_netns(action.target)
+            elif action.kind == "cgroup":
+                problems = CgroupTree(layout.prefix).remove_all()
+                if problems:
+                    raise NetlabError("; ".join(problems))
             elif action.kind == "dir" and state.is_owned(Path(action.target)):
                 shutil.rmtree(action.target)
         except (NetlabError, OSError) as e:

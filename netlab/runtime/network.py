@@ -9,13 +9,16 @@ Plugins are looked up in the lab's CNI bin dir (where `up` links the `netlab-*` 
 then in Debian's reference plugin directory, so a conflist may name either kind.
 
 DEL runs for both networks even when one fails, and the errors are reported together.
+`node_socket` gives callers a socket in the node's namespace (probes that leave from the node).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 from pathlib import Path
 
+from netlab import kernel
 from netlab.cni.config import NetworkConfigList, load_conflist
 from netlab.cni.runtime import CniRuntime
 from netlab.cni.types import CniError
@@ -31,14 +34,26 @@ def plugin_dirs(layout: Layout) -> list[Path]:
     return [layout.cni_bin_dir, REFERENCE_PLUGIN_DIR]
 
 
+# the sandbox labels a kubelet sets, naming the pod the sandbox is for
+POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
+POD_NAME_LABEL = "io.kubernetes.pod.name"
+POD_UID_LABEL = "io.kubernetes.pod.uid"
+
+
 def pod_args(sb: Sandbox) -> list[tuple[str, str]]:
-    """The CNI_ARGS a kubelet passes, for plugins that log or key on the pod's identity."""
-    return [
+    """The CNI_ARGS a kubelet passes, for plugins that log or key on the pod's identity.
+
+    A sandbox made for a pod carries the pod's namespace, name and uid as labels; a bare
+    sandbox (`netlab sandbox run`) is named after itself in the default namespace."""
+    args = [
         ("IgnoreUnknown", "1"),
-        ("K8S_POD_NAMESPACE", "default"),
-        ("K8S_POD_NAME", sb.name),
+        ("K8S_POD_NAMESPACE", sb.labels.get(POD_NAMESPACE_LABEL, "default")),
+        ("K8S_POD_NAME", sb.labels.get(POD_NAME_LABEL, sb.name)),
         ("K8S_POD_INFRA_CONTAINER_ID", sb.container_id),
     ]
+    if POD_UID_LABEL in sb.labels:
+        args.append(("K8S_POD_UID", sb.labels[POD_UID_LABEL]))
+    return args
 
 
 class CniPodNetwork:
@@ -78,3 +93,12 @@ class CniPodNetwork:
         errors += self.loopback.delete(sandbox.container_id, netns, "lo")
         if errors:
             raise NetlabError(f"CNI DEL for sandbox {sandbox.name}: " + "; ".join(str(e) for e in errors))
+
+
+def node_socket(node_netns: str | None) -> socket.socket:
+    """A TCP socket in the node's network namespace (None: this host's own).
+
+    A socket belongs to the namespace it was created in, so a probe connecting through it
+    leaves from the node, the way the kubelet's probes do; the socket is made on a short-lived
+    thread that joins the namespace (the caller's threads never change namespace)."""
+    return kernel.run_in_netns(node_netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))

@@ -11,6 +11,11 @@ sandboxes:
 4. the sandbox is recorded under `layout.sandbox_dir`: node, namespace, pause pid and start
    time, the namespaces' identities, container id and IP.
 
+A sandbox made for a pod carries the pod's identity as labels (a kubelet finds its pods'
+sandboxes again by them, and passes them to CNI) and the pod's hostname. Only the name is
+reserved under the lab's lock, so many sandboxes are created at once; the containers run in a
+sandbox are `netlab.runtime.containers`' business, recorded next to the sandbox's record.
+
 Any failure unwinds what was done (CNI DEL, stop the pause process, delete the namespace,
 forget the record), so a failed `run` leaves nothing. Removing a sandbox kills every process
 inside it, found through its namespaces (never by name), then runs CNI DEL and deletes the
@@ -29,12 +34,13 @@ import json
 import os
 import secrets
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -61,6 +67,10 @@ class Sandbox:
     uts_ns: int | None = None
     ip: str | None = None  # CIDR, e.g. 10.244.1.2/24
     status: str = "creating"  # creating | ready
+    hostname: str | None = None  # the pod's hostname; the sandbox name when not given
+    # who the sandbox is for, e.g. the pod's namespace, name and uid (a kubelet's labels)
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: float | None = None
 
     @property
     def netns_path(self) -> str:
@@ -89,6 +99,11 @@ class PodNetwork(Protocol):
 
 def _record_path(layout: Layout, name: str) -> Path:
     return layout.sandbox_dir / f"{name}.json"
+
+
+def containers_dir(layout: Layout, name: str) -> Path:
+    """Where the container runtime keeps the records of the containers run in sandbox `name`."""
+    return layout.sandbox_dir / f"{name}.d"
 
 
 def _save(layout: Layout, sb: Sandbox) -> None:
@@ -136,7 +151,7 @@ def _start_pause(sb: Sandbox, log: Path) -> None:
     argv = [
         "nsenter", f"--net={sb.netns_path}", "--",
         "unshare", "--ipc", "--uts", "--",
-        sys.executable, "-I", "-S", str(PAUSE_SCRIPT), sb.name,
+        sys.executable, "-I", "-S", str(PAUSE_SCRIPT), sb.hostname or sb.name,
     ]  # fmt: skip
     with open(log, "ab") as err:
         proc = subprocess.Popen(
@@ -226,34 +241,59 @@ def _kill_pod_processes(sb: Sandbox, timeout: float = 10.0) -> None:
 # Life cycle -------------------------------------------------------------------------------
 
 
-def run(layout: Layout, name: str, node: str, network: PodNetwork, taken: set[str] | None = None) -> Sandbox:
-    """Create sandbox `name` on `node` and attach it to `network`. `taken`: names not allowed."""
+def run(
+    layout: Layout,
+    name: str,
+    node: str,
+    network: PodNetwork,
+    taken: set[str] | None = None,
+    *,
+    hostname: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> Sandbox:
+    """Create sandbox `name` on `node` and attach it to `network`. `taken`: names not allowed.
+
+    Only the name is reserved under the lab's lock (the record is written first, status
+    `creating`); the namespace, the pause process and CNI ADD run outside it, so sandboxes
+    (one kubelet's pods, or several kubelets') are created in parallel. IPAM plugins keep
+    their own locks, and CNI operations on one attachment are serialised by the CNI runtime.
+    """
     names.check_simple_name("sandbox", name)
-    with _locked(layout):
-        if _record_path(layout, name).exists():
-            raise AlreadyExists(f"sandbox {name} already exists")
-        if taken and name in taken:
-            raise AlreadyExists(f"{name} is the name of a lab node; choose another sandbox name")
-        netns = layout.pod_netns(name)
-        if kernel.netns_exists(netns):
-            raise AlreadyExists(f"network namespace {netns} already exists (`netlab clean` removes it)")
-        sb = Sandbox(name=name, node=node, netns=netns, container_id=secrets.token_hex(32))
+    if hostname is not None:
+        names.check_simple_name("hostname", hostname)
+    with contextlib.ExitStack() as undo:
+        with _locked(layout):
+            if _record_path(layout, name).exists():
+                raise AlreadyExists(f"sandbox {name} already exists")
+            if taken and name in taken:
+                raise AlreadyExists(f"{name} is the name of a lab node; choose another sandbox name")
+            netns = layout.pod_netns(name)
+            if kernel.netns_exists(netns):
+                raise AlreadyExists(f"network namespace {netns} already exists (`netlab clean` removes it)")
+            sb = Sandbox(
+                name=name,
+                node=node,
+                netns=netns,
+                container_id=secrets.token_hex(32),
+                hostname=hostname,
+                labels=dict(labels or {}),
+                created_at=time.time(),
+            )
+            _save(layout, sb)
         log = layout.sandbox_dir / f"{name}.log"
-        with contextlib.ExitStack() as undo:
-            _save(layout, sb)
-            undo.callback(_record_path(layout, name).unlink, missing_ok=True)
-            undo.callback(log.unlink, missing_ok=True)
-            kernel.ensure_netns(netns)
-            undo.callback(kernel.delete_netns, netns)
-            undo.callback(_kill_pod_processes, sb)
-            _start_pause(sb, log)
-            _save(layout, sb)
-            undo.callback(_detach_quietly, network, sb)
-            sb.ip = network.add(sb)
-            sb.status = "ready"
-            _save(layout, sb)
-            undo.pop_all()
-        return sb
+        undo.callback(_record_path(layout, name).unlink, missing_ok=True)
+        undo.callback(log.unlink, missing_ok=True)
+        kernel.ensure_netns(netns)
+        undo.callback(kernel.delete_netns, netns)
+        undo.callback(_kill_pod_processes, sb)
+        _start_pause(sb, log)
+        _save(layout, sb)
+        undo.callback(_detach_quietly, network, sb)
+        sb.ip = network.add(sb)
+        sb.status = "ready"
+        _save(layout, sb)
+        undo.pop_all()
+    return sb
 
 
 def _detach_quietly(network: PodNetwork, sb: Sandbox) -> None:
@@ -267,16 +307,18 @@ def remove(layout: Layout, name: str, network: PodNetwork | None) -> None:
 
     `network` is None when the pod's node no longer exists; then there is nothing to detach
     from. When CNI DEL fails the record is kept (and the namespace removed), so running
-    `remove` again retries the DEL, as the CNI spec asks of a runtime.
+    `remove` again retries the DEL, as the CNI spec asks of a runtime. Every step is
+    idempotent, so no lock is held while they run.
     """
+    sb = get(layout, name)
+    _kill_pod_processes(sb)
+    try:
+        if network is not None:
+            network.delete(sb)
+    finally:
+        kernel.delete_netns(sb.netns)
+    shutil.rmtree(containers_dir(layout, name), ignore_errors=True)
     with _locked(layout):
-        sb = get(layout, name)
-        _kill_pod_processes(sb)
-        try:
-            if network is not None:
-                network.delete(sb)
-        finally:
-            kernel.delete_netns(sb.netns)
         _record_path(layout, name).unlink(missing_ok=True)
         (layout.sandbox_dir / f"{name}.log").unlink(missing_ok=True)
 
