@@ -82,10 +82,16 @@ def _error(resp: requests.Response) -> ApiError:
 
 
 class ApiClient:
-    def __init__(self, server: str, token: str, ca_pem: bytes, timeout: float = 30.0) -> None:
+    def __init__(
+        self, server: str, token: str, ca_pem: bytes, timeout: float = 30.0, pool_size: int = 10
+    ) -> None:
         self.server = server.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
+        # one kept-alive connection per thread that calls at once (watches, a binding pool)
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=pool_size)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
         self._session.headers["Authorization"] = f"Bearer {token}"
         self._session.headers["Accept"] = "application/json"
         self._ca_file: str | None = None
@@ -98,9 +104,9 @@ class ApiClient:
                 f.write(ca_pem)
 
     @classmethod
-    def from_kubeconfig(cls, path: Path, timeout: float = 30.0) -> ApiClient:
+    def from_kubeconfig(cls, path: Path, timeout: float = 30.0, pool_size: int = 10) -> ApiClient:
         kc: KubeConfig = load_kubeconfig(path)
-        return cls(kc.server, kc.token, kc.ca_pem, timeout)
+        return cls(kc.server, kc.token, kc.ca_pem, timeout, pool_size)
 
     def close(self) -> None:
         self._session.close()
