@@ -29,9 +29,9 @@ def cli() -> None:
 
 def _register() -> None:
     # each verb lives in its own module; importing it here is what makes it part of `netlab`
-    from netlab.cli import apiserver, cni, doctor, etcd, flanneld, lab, proxy, sandbox
+    from netlab.cli import apiserver, cni, control, doctor, etcd, flanneld, lab, proxy, sandbox
 
-    for module in (lab, sandbox, doctor, etcd, flanneld, apiserver, proxy, cni):
+    for module in (lab, sandbox, doctor, etcd, flanneld, apiserver, control, proxy, cni):
         for command in module.COMMANDS:
             cli.add_command(command)
 

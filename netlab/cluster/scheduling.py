@@ -10,20 +10,28 @@ reference, section 1):
   NodeAffinity (nodeSelector and required node affinity), NodePorts, NodeResourcesFit.
 - Scores, each 0-100 with upstream's integer truncation, weighted and summed:
   TaintToleration x3 (PreferNoSchedule), NodeAffinity x2 (preferred terms),
-  NodeResourcesFit x1 (LeastAllocated over cpu and memory with the 100m / 200Mi defaults for
-  containers without requests), NodeResourcesBalancedAllocation x1 (real requests; skipped for
-  BestEffort pods as in current releases).
+  PodTopologySpread x2 (the system default constraint on `kubernetes.io/hostname`, maxSkew 3,
+  ScheduleAnyway: fewer sibling pods on a node score higher), NodeResourcesFit x1
+  (LeastAllocated over cpu and memory with the 100m / 200Mi defaults for containers without
+  requests), NodeResourcesBalancedAllocation x1 (real requests; skipped for BestEffort pods as
+  in current releases). Without the spread score, replicas on large nodes would land at random:
+  a 10m request moves LeastAllocated by less than one point.
+- Siblings for the spread score are the pods with the same controller (ownerReference) in the
+  same namespace, not being deleted. Upstream derives the selector from the Services and
+  ReplicaSets that select the pod; for a Deployment's pods both pick the same set, except that
+  during a rollout upstream also counts the other revision's pods.
 - The failure message is upstream's `FitError`: "0/3 nodes are available: 1 Insufficient cpu,
   2 node(s) had untolerated taint {k: v}." (reason counts sorted as strings).
 
 Everything the filters need is computed once per pod (`PodInfo`) and kept per node
 (`NodeInfo`, updated incrementally as pods are added and removed), so scheduling a pod costs
 one pass over the nodes and never re-reads the pods on them. Not modelled: preemption, pod
-(anti-)affinity, topology spread, volumes, image locality.
+(anti-)affinity, explicit topologySpreadConstraints and zones, volumes, image locality.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -52,9 +60,11 @@ NO_NODES = "no nodes available to schedule pods"
 WEIGHTS = {
     "TaintToleration": 3,
     "NodeAffinity": 2,
+    "PodTopologySpread": 2,
     "NodeResourcesFit": 1,
     "NodeResourcesBalancedAllocation": 1,
 }
+DEFAULT_HOSTNAME_MAX_SKEW = 3
 
 
 # Resources ---------------------------------------------------------------------------------
@@ -229,6 +239,8 @@ class PodInfo:
     preferred_terms: tuple[tuple[int, Obj], ...]
     tolerations: tuple[Obj, ...]
     best_effort: bool
+    owner: str = ""  # the controller's uid: pods with the same one are spread apart
+    terminating: bool = False
 
     @property
     def key(self) -> str:
@@ -260,6 +272,8 @@ def pod_info(pod: Obj) -> PodInfo:
         ),
         tolerations=tuple(t for t in spec.get("tolerations") or [] if isinstance(t, dict)),
         best_effort=not any(requests.values()) and not limits_set,
+        owner=next((str(r.get("uid")) for r in meta.get("ownerReferences") or [] if r.get("controller")), ""),
+        terminating=bool(meta.get("deletionTimestamp")),
     )
 
 
@@ -275,6 +289,7 @@ class NodeInfo:
     requested: Counter[str] = field(default_factory=Counter)
     nonzero: Counter[str] = field(default_factory=Counter)
     host_ports: Counter[HostPort] = field(default_factory=Counter)
+    owners: Counter[tuple[str, str]] = field(default_factory=Counter)  # (namespace, owner uid)
     pods: dict[str, PodInfo] = field(default_factory=dict)
 
     @classmethod
@@ -302,6 +317,8 @@ class NodeInfo:
         self.requested.update(pod.requests)
         self.nonzero.update({k: pod.nonzero[k] for k in ("cpu", "memory")})
         self.host_ports.update(pod.host_ports)
+        if pod.owner and not pod.terminating:
+            self.owners[(pod.namespace, pod.owner)] += 1
 
     def remove_pod(self, uid: str) -> None:
         pod = self.pods.pop(uid, None)
@@ -311,6 +328,9 @@ class NodeInfo:
         self.nonzero.subtract({k: pod.nonzero[k] for k in ("cpu", "memory")})
         self.host_ports.subtract(pod.host_ports)
         self.host_ports = +self.host_ports  # drop zero counts
+        if pod.owner and not pod.terminating:
+            self.owners[(pod.namespace, pod.owner)] -= 1
+            self.owners = +self.owners
 
 
 # Filters -----------------------------------------------------------------------------------
@@ -414,6 +434,24 @@ def preferred_affinity(pod: PodInfo, node: NodeInfo) -> int:
     return sum(w for w, term in pod.preferred_terms if term_matches(term, node.labels, node.name))
 
 
+def topology_spread(pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
+    """The default hostname constraint, scored and normalised as upstream's PodTopologySpread.
+
+    raw = round(siblings x log(nodes + 2) + maxSkew - 1); normalised
+    100 x (max + min - raw) / max, so the node with the fewest siblings scores 100."""
+    if not pod.owner:
+        return [0] * len(nodes)  # no selector to spread by: the plugin is skipped
+    weight = math.log(len(nodes) + 2)
+    raw = [
+        round(n.owners.get((pod.namespace, pod.owner), 0) * weight + DEFAULT_HOSTNAME_MAX_SKEW - 1)
+        for n in nodes
+    ]
+    top, bottom = max(raw, default=0), min(raw, default=0)
+    if top == 0:
+        return [MAX_NODE_SCORE] * len(nodes)
+    return [MAX_NODE_SCORE * (top + bottom - r) // top for r in raw]
+
+
 def normalize(scores: list[int], reverse: bool) -> list[int]:
     """upstream's DefaultNormalizeScore: scale to 0-100 by the maximum, optionally reversed."""
     top = max(scores, default=0)
@@ -433,11 +471,13 @@ class NodeScore:
 def score_nodes(pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[NodeScore]:
     taints = normalize([prefer_no_schedule_count(pod, n) for n in nodes], reverse=True)
     affinity = normalize([preferred_affinity(pod, n) for n in nodes], reverse=False)
+    spread = topology_spread(pod, nodes)
     out = []
     for i, n in enumerate(nodes):
         parts = {
             "TaintToleration": taints[i],
             "NodeAffinity": affinity[i],
+            "PodTopologySpread": spread[i],
             "NodeResourcesFit": least_allocated(pod, n),
             "NodeResourcesBalancedAllocation": 0 if pod.best_effort else balanced_allocation(pod, n),
         }

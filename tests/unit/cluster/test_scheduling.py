@@ -149,6 +149,7 @@ def test_weights_follow_the_default_profile() -> None:
     assert s.WEIGHTS == {
         "TaintToleration": 3,
         "NodeAffinity": 2,
+        "PodTopologySpread": 2,
         "NodeResourcesFit": 1,
         "NodeResourcesBalancedAllocation": 1,
     }
@@ -328,3 +329,36 @@ def test_a_pod_too_large_for_every_node() -> None:
     nodes = [info(node(f"n{i}")) for i in range(3)]
     d = s.schedule(s.pod_info(pod("64", "1Ti")), nodes)
     assert d.message == "0/3 nodes are available: 3 Insufficient cpu, 3 Insufficient memory."
+
+
+def owned(uid: str, **kw: Any) -> Obj:
+    p = pod(**kw)
+    p["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "uid": uid, "controller": True}]
+    return p
+
+
+def test_topology_spread_scores_nodes_with_fewer_siblings_higher() -> None:
+    nodes = [info(node("a"), owned("rs1")), info(node("b")), info(node("c"), owned("rs2"))]
+    sibling = s.pod_info(owned("rs1"))
+    # raw = round(count x ln(5) + 2): a -> 4, b and c -> 2; normalised 100 x (4 + 2 - raw) / 4
+    assert s.topology_spread(sibling, nodes) == [50, 100, 100]
+    # a pod without a controller is not spread
+    assert s.topology_spread(s.pod_info(pod()), nodes) == [0, 0, 0]
+    # terminating siblings do not count
+    gone = owned("rs1")
+    gone["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"
+    assert s.topology_spread(sibling, [info(node("a"), gone), info(node("b"))]) == [100, 100]
+
+
+def test_replicas_spread_evenly_over_large_nodes() -> None:
+    """On big nodes a 10m request does not move LeastAllocated; the spread score does the work."""
+    nodes = [info(node(f"n{i}", cpu="64", memory="256Gi")) for i in range(10)]
+    rng = random.Random(7)
+    placed: Counter[str] = Counter()
+    for _ in range(100):
+        p = s.pod_info(owned("rs", cpu="10m", memory="16Mi"))
+        d = s.schedule(p, nodes, rng)
+        assert d.node is not None
+        placed[d.node] += 1
+        next(n for n in nodes if n.name == d.node).add_pod(p)
+    assert set(placed.values()) == {10}

@@ -1,0 +1,71 @@
+"""`netlab scheduler` and `netlab controller-manager`: the control loops, in the foreground.
+
+`netlab up` runs both in the background once the apiserver serves; these verbs are also what
+a systemd unit or a test runs. Each talks to the apiserver only, through a kubeconfig (the
+lab's by default), and stops cleanly on SIGTERM or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from netlab.layout import Layout
+
+_kubeconfig = click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Kubeconfig for the apiserver (default: the lab's, under the state dir).",
+)
+_verbose = click.option("-v", "--verbose", is_flag=True, help="Log each decision and retry.")
+
+
+def _setup(verbose: bool) -> threading.Event:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _wait(stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        pass
+
+
+@click.command("scheduler")
+@_kubeconfig
+@click.option(
+    "--parallelism",
+    type=click.IntRange(1, 256),
+    default=16,
+    show_default=True,
+    help="Bindings sent to the apiserver at once.",
+)
+@_verbose
+def scheduler_cmd(kubeconfig: Path | None, parallelism: int, verbose: bool) -> None:
+    """Assign pending pods to nodes (kube-scheduler's default filters and scores)."""
+    from netlab.cluster.client import ApiClient
+    from netlab.cluster.scheduler import Scheduler
+
+    stop = _setup(verbose)
+    path = kubeconfig or Layout.from_env().kubeconfig
+    with ApiClient.from_kubeconfig(path, pool_size=parallelism + 4) as client:
+        scheduler = Scheduler(client, parallelism=parallelism)
+        scheduler.start()
+        click.echo(f"scheduler: scheduling pods through {client.server}", err=True)
+        try:
+            _wait(stop)
+        finally:
+            scheduler.stop()
+
+
+COMMANDS = [scheduler_cmd]
