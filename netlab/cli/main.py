@@ -7,6 +7,7 @@ that bad input never shows a user a traceback.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -21,22 +22,46 @@ EXIT_ERROR = 1
 EXIT_BUG = 70
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Which module defines each verb. Modules are imported only when their verb runs, so that
+# `netlab exec` does not pay for the apiserver's or the proxy's imports (pyroute2 alone costs
+# ~150 ms). tests/unit/test_cli_registry.py checks this table against the modules' COMMANDS.
+VERB_MODULES = {
+    "up": "lab",
+    "down": "lab",
+    "status": "lab",
+    "clean": "lab",
+    "doctor": "doctor",
+    "sandbox": "sandbox",
+    "exec": "sandbox",
+    "etcd": "etcd",
+    "flanneld": "flanneld",
+    "apiserver": "apiserver",
+    "scheduler": "control",
+    "kube-proxy": "proxy",
+    "proxy": "proxy",
+    "cni-server": "cni",
+    "cni": "cni",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose verbs are looked up in `VERB_MODULES` and imported on use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(VERB_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = VERB_MODULES.get(cmd_name)
+        if module is None:
+            return None
+        commands = importlib.import_module(f"netlab.cli.{module}").COMMANDS
+        return next((c for c in commands if c.name == cmd_name), None)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="netlab-kube", prog_name="netlab")
 def cli() -> None:
     """A container networking lab: real pod networks, services and a small control plane."""
-
-
-def _register() -> None:
-    # each verb lives in its own module; importing it here is what makes it part of `netlab`
-    from netlab.cli import apiserver, cni, control, doctor, etcd, flanneld, lab, proxy, sandbox
-
-    for module in (lab, sandbox, doctor, etcd, flanneld, apiserver, control, proxy, cni):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def _quiet_library_logs() -> None:

@@ -29,7 +29,9 @@ from netlab.etcd import server as etcd_server
 from netlab.etcd.server import free_port
 from tests.conftest import new_layout
 
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+# kubectl is not a Debian package, so the setup cannot install it; tests that drive it are
+# skipped (with this reason) on a machine without it rather than failing.
+KUBECTL = shutil.which("kubectl")
 
 
 @dataclass
@@ -129,6 +131,8 @@ class ApiServerForTest:
     def kubectl(
         self, *args: str, input: str | None = None, ok: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
+        if KUBECTL is None:
+            pytest.skip("kubectl is not installed (no Debian package; install v1.32 by hand)")
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.base)}
         proc = subprocess.run(
             [KUBECTL, *args], input=input, capture_output=True, text=True, env=env, timeout=timeout
