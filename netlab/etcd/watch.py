@@ -132,12 +132,12 @@ class Watch:
 
     def _result(self, msg: dict[str, Any]) -> dict[str, Any]:
         if "error" in msg:
+            # the gateway reports a broken stream in-band ("grpc: the client connection is
+            # closing" when etcd stops, "transport is closing"): requests are checked before
+            # the stream starts, so an error here means the watch lost its server
             err = msg["error"]
             text = err.get("message", "") if isinstance(err, dict) else str(err)
-            code = err.get("http_code") if isinstance(err, dict) else None
-            if code == 503:
-                raise Unavailable(f"etcd at {self.url} is unavailable: {text}")
-            raise EtcdError(f"etcd at {self.url}: watch failed: {text}")
+            raise Unavailable(f"etcd at {self.url}: watch connection lost: {text}")
         result = msg.get("result")
         return result if isinstance(result, dict) else {}
 
