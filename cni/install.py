@@ -19,6 +19,7 @@ from pathlib import Path
 from cni.launch import SOURCE_ROOT
 from cni.plugins import PLUGINS
 from netlab.cni.delegate import LAUNCHER_MARK
+from netlab.errors import NetlabError
 
 
 def launcher_text(name: str) -> str:
@@ -35,13 +36,16 @@ def launcher_text(name: str) -> str:
 def install_plugins(directory: str | os.PathLike[str]) -> list[Path]:
     """Write `netlab-<name>` launchers for every plugin into `directory`; their paths."""
     target = Path(directory)
-    target.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in PLUGINS:
-        path = target / f"netlab-{name}"
-        tmp = target / f".netlab-{name}.{os.getpid()}.tmp"
-        tmp.write_text(launcher_text(name))
-        tmp.chmod(0o755)
-        os.replace(tmp, path)  # atomic: a runtime never executes half a launcher
-        written.append(path)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in PLUGINS:
+            path = target / f"netlab-{name}"
+            tmp = target / f".netlab-{name}.{os.getpid()}.tmp"
+            tmp.write_text(launcher_text(name))
+            tmp.chmod(0o755)
+            os.replace(tmp, path)  # atomic: a runtime never executes half a launcher
+            written.append(path)
+    except OSError as e:
+        raise NetlabError(f"cannot install the CNI plugins into {target}: {e.strerror}") from None
     return written

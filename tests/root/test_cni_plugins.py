@@ -418,3 +418,62 @@ def test_reference_bridge_with_netlab_host_local(node: Node) -> None:
     assert node.masq_chains() == [f":{ipmasq_chain('podnet', 'c1')} - [0:0]"]
     assert rt.delete("c1", pod, "eth0") == []
     assert node.ip_files() == []
+
+
+# The CNI server itself ------------------------------------------------------------------------
+
+
+def _call_server(netns: str, request: bytes) -> bytes:
+    def call() -> bytes:
+        import socket
+
+        from cni import launch
+
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(launch.SOCKET_ADDRESS)
+        s.sendall(request)
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        s.close()
+        return data
+
+    return kernel.run_in_netns(netns, call)
+
+
+def test_cni_server_declines_other_source_trees_and_bad_requests(layout: Layout) -> None:
+    from cni import launch
+
+    ns = cnilab.make_node(layout)
+    proc = subprocess.Popen([str(NETLAB), "cni-server", "--netns", ns], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_serving(ns, alive=lambda: proc.poll() is None)
+        env = b"CNI_COMMAND=VERSION"
+        ok = launch.decode(
+            _call_server(ns, launch.encode(launch.MAGIC, launch.SOURCE_ROOT.encode(), b"bridge", env, b""))
+        )
+        assert ok[0] == b"0" and json.loads(ok[1])["cniVersion"] == "1.1.0"
+        other = launch.encode(launch.MAGIC, b"/elsewhere", b"bridge", env, b"")
+        assert launch.decode(_call_server(ns, other)) == [launch.DECLINE]
+        assert launch.decode(_call_server(ns, b"garbage")) == [launch.DECLINE]
+        unknown = launch.encode(launch.MAGIC, launch.SOURCE_ROOT.encode(), b"flannel", env, b"")
+        assert launch.decode(_call_server(ns, unknown)) == [launch.DECLINE]
+        # a second server for the same namespace is refused with one line
+        second = subprocess.run(
+            [str(NETLAB), "cni-server", "--netns", ns], capture_output=True, text=True, timeout=60
+        )
+        assert second.returncode == 1 and second.stderr.strip().splitlines() == [
+            f"error: a netlab CNI server already serves /run/netns/{ns}"
+        ]
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    missing = subprocess.run(
+        [str(NETLAB), "cni-server", "--netns", layout.node_netns("nowhere")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
+    assert "does not exist" in missing.stderr
