@@ -232,9 +232,7 @@ class BridgePlugin:
     ) -> Result:
         # links are named by index once they exist: every name lookup is one more netlink call
         br = self._ensure_bridge(node, conf)
-        if pod.link_index(a.ifname) is not None:
-            raise CniError(INTERNAL, f"container veth name provided ({a.ifname}) already exists")
-        host = self._create_veth(node, a, conf, mac, undo)
+        host = self._create_veth(node, pod, a, conf, mac, undo)
         node.set_link(host, master=br, up=True)
         if conf.hairpin:
             node.set_bridge_port(host, hairpin=True)
@@ -309,13 +307,19 @@ class BridgePlugin:
             node.set_link(index, promisc=True)
         return index
 
-    def _create_veth(self, node: Rtnl, a: CmdArgs, conf: BridgeConf, mac: str | None, undo: Undo) -> int:
+    def _create_veth(
+        self, node: Rtnl, pod: Rtnl, a: CmdArgs, conf: BridgeConf, mac: str | None, undo: Undo
+    ) -> int:
         for _ in range(8):
             host_name = "veth" + secrets.token_hex(4)
             try:
                 index = node.add_veth(host_name, a.ifname, peer_netns=a.netns, mtu=conf.mtu, peer_mac=mac)
             except AlreadyExists:
-                # either a host name collision (try another) or the pod end exists (lost a race)
+                # the pod's end, or (rarely) a host name collision: then try another name
+                if pod.link_index(a.ifname) is not None:
+                    raise CniError(
+                        INTERNAL, f"container veth name provided ({a.ifname}) already exists"
+                    ) from None
                 continue
             undo.push(f"veth {host_name}", functools.partial(node.delete_link, index))
             return index
@@ -328,15 +332,15 @@ class BridgePlugin:
         if not conf.enable_dad:
             sysctls[f"net/ipv6/conf/{a.ifname}/accept_dad"] = 0
         kernel.set_sysctls(a.netns, sysctls, missing_ok=True)
-        index = pod.get_link(a.ifname).index
+        link = pod.get_link(a.ifname)  # its MAC and MTU are final: the result reports them
         for ip in ips:
-            pod.ensure_address(index, ip.address)
-        pod.set_link(index, up=True)
+            pod.ensure_address(link.index, ip.address)
+        pod.set_link(link.index, up=True)
         gateways = {ip.family: ip.gateway for ip in reversed(ips) if ip.gateway}
         for r in routes:
             family = ipaddress.ip_network(r.dst, strict=False).version
-            pod.ensure_route(r.dst, gateway=r.gw or gateways.get(family), dev=index)
-        return pod.get_link(index)
+            pod.ensure_route(r.dst, gateway=r.gw or gateways.get(family), dev=link.index)
+        return link
 
     def _wait_oper_up(self, node: Rtnl, host: int) -> Link:
         link = None

@@ -299,6 +299,25 @@ def test_bridge_address_conflict_after_ipam_and_masq_setup(node: Node) -> None:
     _nothing_left(node, pod)
 
 
+def test_existing_pod_interface_is_refused_and_left_alone(node: Node) -> None:
+    pod = cnilab.make_pod(node.layout, "p")
+    with Rtnl(pod) as r:
+        r.add_veth("eth0", "other")
+    conf = {"cniVersion": "1.0.0", "name": "podnet", **node.bridge()}
+    bad = node.exec(
+        "netlab-bridge",
+        "ADD",
+        conf,
+        CNI_CONTAINERID="c1",
+        CNI_NETNS=kernel.netns_path(pod),
+        CNI_IFNAME="eth0",
+    )
+    err = error_of(bad)
+    assert err["code"] == 999 and err["msg"] == "container veth name provided (eth0) already exists"
+    assert set(cnilab.links(pod)) == {"lo", "eth0", "other"}
+    assert node.veths() == [] and node.ip_files() == []
+
+
 # Bad input ------------------------------------------------------------------------------------
 
 
