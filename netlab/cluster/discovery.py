@@ -30,10 +30,12 @@ _SUB_VERBS = {
     "scale": ["get", "patch", "update"],
     "binding": ["create"],
     "log": ["get"],
+    "exec": ["create", "get"],
 }
 _SUB_KIND = {
     "binding": ("", "v1", "Binding"),
     "log": ("", "v1", "Pod"),
+    "exec": ("", "v1", "PodExecOptions"),
     "scale": ("autoscaling", "v1", "Scale"),
 }
 

@@ -233,8 +233,8 @@ class Handlers:
             if m == "GET":
                 return "watch" if request.query.get("watch") in _TRUE else "list"
             return {"POST": "create", "DELETE": "deletecollection"}.get(m, "unknown")
-        if t.sub == "binding":
-            return "create"
+        if t.sub in ("binding", "exec"):
+            return "create"  # exec runs commands in a pod: never a read-only user's
         return {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete", "POST": "create"}.get(
             m, "unknown"
         )
@@ -284,6 +284,8 @@ class Handlers:
             if request.method != "GET":
                 raise status.method_not_allowed()
             return await self.server.pod_logs(request, t.namespace or "", t.name)
+        if t.sub == "exec":
+            return await self.server.pod_exec(request, t.namespace or "", t.name)
         if t.sub == "scale":
             return await self._scale(request, res, t.namespace or "", t.name, dry_run)
         if request.method == "GET":

@@ -81,7 +81,7 @@ RESOURCES: tuple[Resource, ...] = (
         "pods",
         ("po",),
         ("all",),
-        subresources=("binding", "status", "log"),
+        subresources=("binding", "status", "log", "exec"),
     ),
     Resource(
         "",

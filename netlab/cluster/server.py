@@ -32,6 +32,7 @@ from netlab.etcd import EtcdClient
 
 log = logging.getLogger(__name__)
 
+EXEC_PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
 STANDARD_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _OPEN_PATHS = ("/healthz", "/livez", "/readyz")
 
@@ -210,20 +211,7 @@ class ApiServer:
             container = containers[0]
         elif container not in containers:
             raise status.bad_request(f"container {container} is not valid for pod {name}")
-        node_name = (pod.get("spec") or {}).get("nodeName")
-        if not node_name:
-            raise status.bad_request(f"pod {name} does not have a host assigned")
-        node = await self.registry.get(resources.NODES, None, node_name)
-        base = ((node.get("metadata") or {}).get("annotations") or {}).get("netlab.io/kubelet-url")
-        if not base:
-            st = node.get("status") or {}
-            port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
-            ip = next(
-                (a.get("address") for a in st.get("addresses") or [] if a.get("type") == "InternalIP"), None
-            )
-            if not ip:
-                raise status.bad_request(f"node {node_name} has no InternalIP to reach its kubelet")
-            base = f"https://{ip}:{port}"
+        node_name, base = await self._kubelet_url(pod)
         params = {
             k: v
             for k, v in request.query.items()
@@ -259,6 +247,133 @@ class ApiServer:
                 await resp.write(chunk)
             await resp.write_eof()
             return resp
+
+    async def _kubelet_url(self, pod: dict[str, Any]) -> tuple[str, str]:
+        """The pod's node and the base URL of its kubelet."""
+        name = (pod.get("metadata") or {}).get("name")
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if not node_name:
+            raise status.bad_request(f"pod {name} does not have a host assigned")
+        node = await self.registry.get(resources.NODES, None, node_name)
+        base = ((node.get("metadata") or {}).get("annotations") or {}).get("netlab.io/kubelet-url")
+        if not base:
+            st = node.get("status") or {}
+            port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
+            ip = next(
+                (a.get("address") for a in st.get("addresses") or [] if a.get("type") == "InternalIP"), None
+            )
+            if not ip:
+                raise status.bad_request(f"node {node_name} has no InternalIP to reach its kubelet")
+            base = f"https://{ip}:{port}"
+        return node_name, base
+
+    # pod exec ----------------------------------------------------------------------------------
+
+    async def pod_exec(self, request: web.Request, ns: str, name: str) -> web.StreamResponse:
+        """Relay `pods/{name}/exec` to the kubelet, WebSocket frame by frame.
+
+        kubectl 1.32 speaks the remote-command protocol over a WebSocket (`v5.channel.k8s.io`)
+        and falls back to SPDY only when the upgrade is refused. The kubelet serves the same
+        protocol (`netlab.cluster.kubelet.remotecommand`), so the apiserver opens a WebSocket to
+        it with the client's subprotocols first, then accepts the client's upgrade with the
+        subprotocol the kubelet chose and copies messages both ways until either side closes.
+        Errors found before the upgrade (no such pod or container, a completed pod, a container
+        that is not running) are ordinary `Status` replies."""
+        pod = await self.registry.get(resources.PODS, ns, name)
+        spec = pod.get("spec") or {}
+        containers = [c.get("name") for c in spec.get("containers") or []]
+        container = request.query.get("container")
+        if not container:
+            if len(containers) != 1:
+                raise status.bad_request(
+                    f"a container name must be specified for pod {name}, choose one of: "
+                    f"[{' '.join(str(c) for c in containers)}]"
+                )
+            container = containers[0]
+        elif container not in containers + [c.get("name") for c in spec.get("initContainers") or []]:
+            raise status.bad_request(f"container {container} is not valid for pod {name}")
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed"):
+            raise status.bad_request(
+                f"cannot exec into a container in a completed pod; current phase is {phase}"
+            )
+        if not request.query.getall("command", []):
+            raise status.bad_request("you must specify at least one command for the container")
+        offered = [
+            p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
+        ]
+        websocket = request.headers.get("Upgrade", "").lower() == "websocket" and bool(offered)
+        node_name, base = await self._kubelet_url(pod)
+        url = f"{base.rstrip('/')}/exec/{ns}/{name}/{container}"
+        params = [
+            (k, v) for k, v in request.query.items() if k in ("command", "stdin", "stdout", "stderr", "tty")
+        ]
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        try:
+            upstream = await self._session.ws_connect(
+                url,
+                params=params,
+                protocols=offered or EXEC_PROTOCOLS,
+                ssl=False,
+                autoping=True,
+                max_msg_size=0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=10),
+            )
+        except aiohttp.WSServerHandshakeError as e:
+            # the kubelet refused before upgrading; the same request without an upgrade says why
+            message = f"kubelet answered {e.status}"
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with self._session.get(url, params=params, ssl=False) as why:
+                    message = (await why.text()).strip()[:500] or message
+            code = e.status if e.status in (400, 404) else 500
+            raise ApiError(
+                code, {400: "BadRequest", 404: "NotFound"}.get(code, "InternalError"), message
+            ) from None
+        except (aiohttp.ClientError, OSError) as e:
+            raise ApiError(
+                500, "InternalError", f"cannot reach the kubelet of node {node_name} at {base}: {e}"
+            ) from None
+        if not websocket:
+            # a SPDY attempt (kubectl's fallback) or a plain request: what the kubelet accepted
+            # is fine, but this server only relays WebSockets
+            await upstream.close()
+            raise status.bad_request(
+                "this apiserver relays exec over WebSocket only (subprotocol v5.channel.k8s.io), "
+                "which kubectl 1.30 and newer use"
+            )
+        client = web.WebSocketResponse(
+            protocols=[upstream.protocol or offered[0]], autoping=True, max_msg_size=0
+        )
+        try:
+            await client.prepare(request)
+
+            async def to_kubelet() -> None:
+                async for msg in client:
+                    if msg.type == aiohttp.WSMsgType.BINARY:
+                        await upstream.send_bytes(msg.data)
+                    elif msg.type == aiohttp.WSMsgType.TEXT:
+                        await upstream.send_str(msg.data)
+                await upstream.close()
+
+            async def to_client() -> None:
+                async for msg in upstream:
+                    if msg.type == aiohttp.WSMsgType.BINARY:
+                        await client.send_bytes(msg.data)
+                    elif msg.type == aiohttp.WSMsgType.TEXT:
+                        await client.send_str(msg.data)
+
+            up = asyncio.ensure_future(to_kubelet())
+            try:
+                await to_client()
+            finally:
+                up.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await up
+            await client.close()
+        finally:
+            await upstream.close()
+        return client
 
 
 def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
