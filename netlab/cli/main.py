@@ -41,6 +41,8 @@ VERB_MODULES = {
     "proxy": "proxy",
     "cni-server": "cni",
     "cni": "cni",
+    "kubelet": "kubelet",
+    "agent": "kubelet",
 }
 
 
