@@ -15,6 +15,10 @@ do the work itself:
    status: the server ran the very same `dispatch` this process would have run.
 3. If none answers (or it serves a different source tree), the plugin runs here.
 
+Like `netlab.cni.skel.main`, this is a plugin's process boundary, so it (and only it, with the
+CLI and the skeleton) ends the process: it prints what the call produced and exits with its
+status.
+
 Wire format: a message is a sequence of fields, each an 8-byte big-endian length and its
 bytes. Request: `NLCNI1`, source root, plugin name, environment (`K=V` joined by NUL), stdin;
 the client then shuts down its sending side. Reply: status (ASCII digits), stdout, stderr;

@@ -8,7 +8,7 @@
 - `hostlocal`: the host-local allocator and its on-disk store
 - `delegate`: how a plugin runs its IPAM delegate
 
-This package imports nothing but the standard library at module level (the kernel layer is
-imported only by the plugin implementations under `cni/`), so that a plugin executable can
-start in a few milliseconds.
+Apart from `runtime` (which enters the node's namespace through the kernel layer), these
+modules import only the standard library, so the plugin side stays cheap to load; the
+plugin executables themselves (`cni/launch.py`) load none of it unless they do the work.
 """
