@@ -48,6 +48,14 @@ if TYPE_CHECKING:
     show_default=True,
     help="Client port of the lab's own etcd on 127.0.0.1; 0 picks a free port.",
 )
+@click.option(
+    "--apiserver-port",
+    type=click.IntRange(0, 65535),
+    default=6443,
+    envvar="NETLAB_APISERVER_PORT",
+    show_default=True,
+    help="HTTPS port of the apiserver on 127.0.0.1; 0 picks a free port.",
+)
 def up(
     nodes: int | None,
     topology_file: Path | None,
@@ -55,10 +63,12 @@ def up(
     backend: str,
     etcd_url: str | None,
     etcd_port: int,
+    apiserver_port: int,
 ) -> None:
-    """Build the lab: underlay switch, nodes, client, etcd, flanneld, CNI configuration, kube-proxies."""
+    """Build the lab: underlay, nodes, client, etcd, flanneld, CNI, the control plane, kube-proxies
+    and a kubelet per node; returns once every node is Ready."""
     from netlab.etcd import server as etcd_server
-    from netlab.lab import build, podnet, proxies, state
+    from netlab.lab import build, kube, podnet, proxies, state
     from netlab.lab.topology import DEFAULT_NODES, default_topology, load_topology
     from proxy.modes import check_available
 
@@ -74,12 +84,15 @@ def up(
         podnet.check_etcd(etcd_url, config)
     elif etcd_port:
         etcd_server.plan(layout, etcd_port)
+    apiserver_port = kube.plan_apiserver_port(apiserver_port)
     with steps_display("netlab up") as report:
         build.up(layout, topology, report)
         try:
-            podnet.start(layout, config, etcd_url, etcd_port, report)
+            started = podnet.start(layout, config, etcd_url, etcd_port, report)
+            kube.start_control_plane(layout, started.etcd_url, apiserver_port, report)
             report(1, 2, f"kube-proxy ({proxy_mode} mode) on every node")
             proxies.start_proxies(layout, proxy_mode)
+            kube.start_kubelets(layout, report)
         except BaseException:
             net = podnet.load(layout)
             build.down(layout)
@@ -87,6 +100,7 @@ def up(
             raise
         report(2, 2, "lab is up")
     print_status(layout, state.load(layout))
+    out.print(f"kubeconfig: {layout.kubeconfig}  (export KUBECONFIG={layout.kubeconfig}; kubectl get nodes)")
 
 
 @click.command()

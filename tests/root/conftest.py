@@ -23,7 +23,14 @@ class Cli:
 
     def env(self, **extra: str) -> dict[str, str]:
         # the lab's etcd on a free port: suites run side by side on one machine
-        return {**os.environ, **self.layout.env(), "COLUMNS": "200", "NETLAB_ETCD_PORT": "0", **extra}
+        return {
+            **os.environ,
+            **self.layout.env(),
+            "COLUMNS": "200",
+            "NETLAB_ETCD_PORT": "0",
+            "NETLAB_APISERVER_PORT": "0",
+            **extra,
+        }
 
     def __call__(
         self, *args: str, ok: bool = True, env: dict[str, str] | None = None, timeout: float = 120

@@ -1,10 +1,11 @@
-"""Services on the real lab: `netlab up --proxy-mode`, sandboxes with netlab/echo, the lab's
-services file, `netlab proxy mode` on the running lab, and `netlab down` leaving nothing.
+"""Services on the real lab: `netlab up --proxy-mode`, sandboxes with netlab/echo, Services and
+EndpointSlices written to the lab's apiserver, `netlab proxy mode` on the running lab, and
+`netlab down` leaving nothing.
 
-Until the control plane and the overlay run in the lab, Services and EndpointSlices come from
-the lab's services file and the nodes reach each other's pod subnets by host-gw routes added
-here (plus a default route, so that traffic to a Service without endpoints reaches the
-filter table's REJECT instead of failing routing); pods are wired by netlab-bridge.
+The pods are bare sandboxes (no kubelet runs them) and their EndpointSlices are written by
+hand, so the proxies are tested on their own; the nodes reach each other's pod subnets by
+host-gw routes added here (plus a default route, so that traffic to a Service without endpoints
+reaches the filter table's REJECT instead of failing routing); pods are wired by netlab-bridge.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import yaml
 from netlab import kernel
 from netlab.kernel import Rtnl
 from netlab.lab import state
-from netlab.lab.proxies import services_file
 from proxy.daemon import read_status
+from tests.cluster.conftest import KUBECTL
 from tests.root.conftest import NETLAB
 from tests.root.svclab import spread, tcp_ask
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.etcd]
 
 NODES = ("node1", "node2", "node3")
 
@@ -88,10 +89,20 @@ def test_services_on_the_lab(cli, layout, mode):
             service("self", "10.96.0.13"),
             endpoint_slice("self", {"web-1": pods["web-1"]}),
         ]
-        services_file(layout).write_text(yaml.safe_dump_all(objs))
+        env = {**cli.env(), "KUBECONFIG": str(layout.kubeconfig)}
+        subprocess.run([KUBECTL, "apply", "-f", "-"], input=yaml.safe_dump_all(objs), text=True, env=env,
+                       check=True, capture_output=True)  # fmt: skip
+        wanted = {"default/web:", "default/empty:", "default/self:"}
+
+        def synced(node: str) -> bool:
+            names = {
+                s["name"].split(":")[0] + ":" for s in (read_status(layout, node) or {}).get("services", [])
+            }
+            return wanted <= names
+
         deadline = time.monotonic() + 20
-        while not all(len((read_status(layout, n) or {}).get("services", [])) == 3 for n in NODES):
-            assert time.monotonic() < deadline, "the proxies did not pick up the services file"
+        while not all(synced(n) for n in NODES):
+            assert time.monotonic() < deadline, "the proxies did not pick up the services"
             time.sleep(0.1)
         pod_ns = {name: layout.pod_netns(name) for name in pods}
         deadline = time.monotonic() + 10
