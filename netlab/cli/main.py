@@ -37,6 +37,7 @@ VERB_MODULES = {
     "flanneld": "flanneld",
     "apiserver": "apiserver",
     "scheduler": "control",
+    "controller-manager": "control",
     "kube-proxy": "proxy",
     "proxy": "proxy",
     "cni-server": "cni",

@@ -139,7 +139,10 @@ class EventRecorder:
                 if item is None:
                     return
                 self._post(*item)
-            except (ApiError, Unavailable) as e:
+            except ApiError as e:
+                # events in a namespace being deleted are refused; that is expected
+                log.log(logging.DEBUG if e.code == 403 else logging.INFO, "cannot record event: %s", e)
+            except Unavailable as e:
                 log.info("cannot record event: %s", e)
             except Exception:
                 log.exception("cannot record event")

@@ -7,12 +7,16 @@ no namespaces or processes behind them.
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from netlab.cluster.client import ApiClient
+from netlab.cluster.informer import Informer
 from netlab.cluster.status import ApiError
 
 Obj = dict[str, Any]
@@ -186,3 +190,102 @@ def pod_template(labels: dict[str, str], image: str = "nginx:1.14", **spec: Any)
             **spec,
         },
     }
+
+
+NEVER_READY = ":never-ready"  # an image tag whose pods run but never pass readiness
+
+
+class FakeKubelets:
+    """The kubelets of fake nodes: run pods bound to them, confirm deletions, renew Leases.
+
+    A pod bound to one of `nodes` is reported Running `ready_delay` seconds after the kubelet
+    sees it, and Ready unless its name is in `unready` or its image tag is `never-ready`; a
+    pod being deleted is removed at once. `kill(node)` stops that node's kubelet (no more
+    leases, pods, or deletions) and `revive(node)` starts it again."""
+
+    def __init__(
+        self, client: ApiClient, nodes: list[str], ready_delay: float = 0.0, lease_interval: float = 0.3
+    ) -> None:
+        self.client = client
+        self.nodes = set(nodes)
+        self.ready_delay = ready_delay
+        self.lease_interval = lease_interval
+        self.dead: set[str] = set()
+        self.unready: set[str] = set()
+        self.informer = Informer(client, "pods")
+        self._due: list[tuple[float, int, str]] = []
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.informer.add_handler(self._seen, lambda old, p: self._seen(p))
+
+    def _key(self, pod: Obj) -> str:
+        return f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+
+    def _mine(self, pod: Obj) -> bool:
+        node = (pod.get("spec") or {}).get("nodeName")
+        return node in self.nodes and node not in self.dead
+
+    def _seen(self, pod: Obj) -> None:
+        if not self._mine(pod):
+            return
+        deleting = bool(pod["metadata"].get("deletionTimestamp"))
+        if deleting or (pod.get("status") or {}).get("phase") != "Running":
+            with self._lock:
+                self._seq += 1
+                delay = 0.0 if deleting else self.ready_delay
+                heapq.heappush(self._due, (time.monotonic() + delay, self._seq, self._key(pod)))
+
+    def start(self) -> FakeKubelets:
+        for n in self.nodes:
+            renew_lease(self.client, n)
+        self.informer.start()
+        self.informer.wait_synced(10)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.informer.stop()
+
+    def kill(self, node: str) -> None:
+        self.dead.add(node)
+
+    def revive(self, node: str) -> None:
+        self.dead.discard(node)
+        renew_lease(self.client, node)
+        set_node_ready(self.client, node, "True")
+        for pod in self.informer.list():
+            self._seen(pod)
+
+    def _readies(self, pod: Obj) -> bool:
+        image = pod["spec"]["containers"][0].get("image", "")
+        return pod["metadata"]["name"] not in self.unready and not image.endswith(NEVER_READY)
+
+    def _loop(self) -> None:
+        next_lease = 0.0
+        while not self._stop.wait(0.02):
+            now = time.monotonic()
+            if now >= next_lease:
+                next_lease = now + self.lease_interval
+                for n in sorted(self.nodes - self.dead):
+                    with contextlib.suppress(ApiError):
+                        renew_lease(self.client, n)
+            while True:
+                with self._lock:
+                    if not self._due or self._due[0][0] > now:
+                        break
+                    _, _, key = heapq.heappop(self._due)
+                pod = self.informer.get(key)
+                if pod is None or not self._mine(pod):
+                    continue
+                try:
+                    if pod["metadata"].get("deletionTimestamp"):
+                        finish_deletion(self.client, pod)
+                    elif (pod.get("status") or {}).get("phase") != "Running":
+                        mark_running(self.client, pod, ready=self._readies(pod))
+                except ApiError as e:
+                    if e.code not in (404, 409):
+                        raise
