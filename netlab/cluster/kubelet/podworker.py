@@ -96,6 +96,8 @@ class PodWorker:
         self._wake_at: float | None = None
         self._sandbox_failures = 0
         self._start_time: float | None = None
+        self._seen_at = time.monotonic()
+        self._start_reported = False
         self._last_status: Obj | None = None
         self._probes: dict[tuple[str, str], ProbeWorker] = {}
         self._targets: dict[str, probes.Target | None] = {}
@@ -547,3 +549,12 @@ class PodWorker:
                 return  # gone or replaced; the watch will tell
             raise
         self._last_status = same
+        if (
+            not self._start_reported
+            and view.containers
+            and all(v.state is not None and v.state.status == RUNNING for v in view.containers)
+        ):
+            self._start_reported = True
+            self.runtime.metrics.observe(
+                "kubelet_pod_start_duration_seconds", time.monotonic() - self._seen_at
+            )

@@ -26,6 +26,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from netlab.cluster.kubelet.metrics import Metrics
 from netlab.errors import AlreadyExists, NetlabError
 from netlab.layout import Layout
 from netlab.runtime import containers as ctr
@@ -71,11 +72,39 @@ def pod_key(pod: Obj) -> tuple[str, str, str]:
     return str(meta.get("namespace") or "default"), str(meta.get("name")), str(meta.get("uid"))
 
 
+NETWORK_OPS = "kubelet_network_plugin_operations_duration_seconds"
+RUNTIME_OPS = "kubelet_runtime_operations_duration_seconds"
+
+
+class TimedNetwork:
+    """The node's pod network, with CNI ADD and DEL timed."""
+
+    def __init__(self, network: PodNetwork, metrics: Metrics) -> None:
+        self.network = network
+        self.metrics = metrics
+
+    def add(self, sandbox: Sandbox) -> str:
+        with self.metrics.timed(NETWORK_OPS, "set_up_pod"):
+            return self.network.add(sandbox)
+
+    def delete(self, sandbox: Sandbox) -> None:
+        with self.metrics.timed(NETWORK_OPS, "tear_down_pod"):
+            self.network.delete(sandbox)
+
+
 class PodRuntime:
-    def __init__(self, layout: Layout, node: NodeConfig, network: PodNetwork, cgroups: CgroupTree) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        node: NodeConfig,
+        network: PodNetwork,
+        cgroups: CgroupTree,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.layout = layout
         self.node = node
-        self.network = network
+        self.metrics = metrics or Metrics()
+        self.network = TimedNetwork(network, self.metrics)
         self.cgroups = cgroups
 
     # sandboxes -------------------------------------------------------------------------------
@@ -110,13 +139,15 @@ class PodRuntime:
         if not _LABEL.match(hostname):
             hostname = sb_name
         labels = {POD_NAMESPACE_LABEL: ns, POD_NAME_LABEL: name, POD_UID_LABEL: uid}
-        return sbx.run(
-            self.layout, sb_name, self.node.name, self.network, set(self.node.taken),
-            hostname=hostname, labels=labels,
-        )  # fmt: skip
+        with self.metrics.timed(RUNTIME_OPS, "run_podsandbox"):
+            return sbx.run(
+                self.layout, sb_name, self.node.name, self.network, set(self.node.taken),
+                hostname=hostname, labels=labels,
+            )  # fmt: skip
 
     def remove_sandbox(self, sb: Sandbox) -> None:
-        sbx.remove(self.layout, sb.name, self.network)
+        with self.metrics.timed(RUNTIME_OPS, "stop_podsandbox"):
+            sbx.remove(self.layout, sb.name, self.network)
         uid = sb.labels.get(POD_UID_LABEL)
         if uid:
             self.cgroups.remove(pod_cgroup(uid))
@@ -130,7 +161,8 @@ class PodRuntime:
         _, _, uid = pod_key(pod)
         log = self.log_path(pod, config.name, attempt)
         log.unlink(missing_ok=True)
-        return ctr.start(self.layout, sb, config, attempt, log, self.cgroups, pod_cgroup(uid))
+        with self.metrics.timed(RUNTIME_OPS, "start_container"):
+            return ctr.start(self.layout, sb, config, attempt, log, self.cgroups, pod_cgroup(uid))
 
     def state(self, c: Container) -> ContainerState:
         return ctr.state(self.layout, c)

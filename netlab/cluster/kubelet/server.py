@@ -7,7 +7,8 @@ Paths are the kubelet's own:
 - `GET /exec/{namespace}/{pod}/{container}?command=...&stdin&stdout&stderr&tty`, a WebSocket
   speaking the remote-command protocol (see `remotecommand`); the command runs inside the
   container (nsenter into its namespaces), with a pseudo-terminal when `tty=true`;
-- `GET /healthz`, and `GET /pods` (the pods this kubelet runs, as a PodList).
+- `GET /healthz`, `GET /pods` (the pods this kubelet runs, as a PodList) and `GET /metrics`
+  (operation timings, see `metrics`).
 
 Like a kubelet started without a config file (`--anonymous-auth=true`,
 `--authorization-mode=AlwaysAllow`) it does not authenticate callers. It serves TLS with a
@@ -132,6 +133,7 @@ class KubeletServer:
         app = web.Application()
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/pods", self.pods)
+        app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
         app.router.add_route("*", "/exec/{namespace}/{pod}/{container}", self.exec)
         return app
@@ -161,6 +163,9 @@ class KubeletServer:
             items = list(self.kubelet.pods.values())
         body = {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
         return web.json_response(body)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.kubelet.runtime.metrics.render(), content_type="text/plain")
 
     def _pod_container(self, request: web.Request) -> tuple[Obj, str]:
         ns, name, container = (request.match_info[k] for k in ("namespace", "pod", "container"))

@@ -57,3 +57,19 @@ def test_sandbox_names_are_the_pod_names_where_possible():
     # a lab node's name is not a sandbox name (netlab exec NAME must stay unambiguous)
     assert sandbox_name("default", "node1", frozenset({"node1"})).startswith("node1-")
     assert sandbox_name("default", "x") == sandbox_name("default", "x")
+
+
+def test_metrics_render_and_parse_back():
+    from netlab.cluster.kubelet.metrics import Metrics, parse
+
+    m = Metrics()
+    m.observe("kubelet_network_plugin_operations_duration_seconds", 0.25, "set_up_pod")
+    m.observe("kubelet_network_plugin_operations_duration_seconds", 0.5, "set_up_pod")
+    with m.timed("kubelet_pod_start_duration_seconds"):
+        pass
+    text = m.render()
+    assert "# TYPE kubelet_network_plugin_operations_duration_seconds histogram" in text
+    values = parse(text)
+    assert values[("kubelet_network_plugin_operations_duration_seconds_sum", "set_up_pod")] == 0.75
+    assert values[("kubelet_network_plugin_operations_duration_seconds_count", "set_up_pod")] == 2
+    assert values[("kubelet_pod_start_duration_seconds_count", "")] == 1
