@@ -325,6 +325,20 @@ def test_revision_history_limit_deletes_old_replicasets(
     assert [rs["metadata"]["annotations"][REVISION] for rs in replicasets(client, ns)] == ["3", "4"]
 
 
+def test_a_paused_deployment_waits_for_resume(api: ApiServerForTest, client: ApiClient, ns: str) -> None:
+    kubectl(api, ns, "apply", "-f", "-", input=deployment("web", replicas=2))
+    kubectl(api, ns, "rollout", "status", "deploy/web", "--timeout=60s")
+    kubectl(api, ns, "rollout", "pause", "deploy/web")
+    kubectl(api, ns, "set", "image", "deploy/web", "web=nginx:1.16")
+    kubectl(api, ns, "scale", "deploy/web", "--replicas=3")  # scaling still works while paused
+    wait_until("three pods", settled(client, ns, "app=web", 3))
+    assert len(replicasets(client, ns)) == 1  # no rollout
+    kubectl(api, ns, "rollout", "resume", "deploy/web")
+    kubectl(api, ns, "rollout", "status", "deploy/web", "--timeout=60s")
+    wait_until("the new pods", settled(client, ns, "app=web", 3))
+    assert {p["spec"]["containers"][0]["image"] for p in pods(client, ns, "app=web")} == {"nginx:1.16"}
+
+
 def test_a_stalled_rollout_reports_progress_deadline_exceeded(
     api: ApiServerForTest, client: ApiClient, ns: str, cluster: FakeKubelets
 ) -> None:
