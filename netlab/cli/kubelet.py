@@ -183,6 +183,8 @@ def kubelet_cmd(
 )
 def agent_cmd(node: str, proxy_mode: str, no_flanneld: bool, subnet_timeout: float) -> None:
     """Run NODE's agent: flanneld, the kubelet and kube-proxy, as child processes."""
+    from netlab.etcd.server import resolve_url
+    from netlab.lab import podnet
     from netlab.overlay import subnetenv
 
     layout = Layout.from_env()
@@ -203,9 +205,13 @@ def agent_cmd(node: str, proxy_mode: str, no_flanneld: bool, subnet_timeout: flo
     try:
         if not no_flanneld:
             env_file = layout.node_run_dir(node) / subnetenv.FILENAME
-            spawn("flanneld", ["flanneld", "--node", node])
+            net = podnet.load(layout)
+            url = net.etcd_url if net else resolve_url(layout, None)
+            started = time.time()
+            # the lab's flanneld command line (underlay NIC, the lab's etcd), without its interpreter
+            spawn("flanneld", podnet.flanneld_argv(url, node, None)[3:])
             deadline = time.monotonic() + subnet_timeout
-            while not env_file.exists():
+            while not (env_file.exists() and env_file.stat().st_mtime >= started - 1):
                 proc = children[0][1]
                 if proc.poll() is not None:
                     raise NetlabError(f"flanneld on {node} exited with status {proc.returncode}")
