@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import marshal
 import os
 import secrets
 import select
@@ -125,8 +126,6 @@ def list_containers(layout: Layout, sandbox: str) -> list[Container]:
         return []
     out = []
     for p in paths:
-        if p.name.endswith(".spec.json"):
-            continue
         try:
             out.append(Container(**json.loads(p.read_text())))
         except (OSError, ValueError, TypeError):
@@ -171,7 +170,7 @@ def start(
     )
     exit_file = exit_path(layout, c)
     exit_file.unlink(missing_ok=True)
-    spec_path = d / f"{c.name}.{attempt}.spec.json"
+    spec_path = d / f"{c.name}.{attempt}.spec"
     spec = {
         "argv": c.argv,
         "env": c.env,
@@ -185,7 +184,7 @@ def start(
         "log": c.log_path,
         "exit": str(exit_file),
     }
-    spec_path.write_text(json.dumps(spec))
+    spec_path.write_bytes(marshal.dumps(spec))  # the shim reads marshal: no json import there
     _save(layout, c)
     try:
         proc = subprocess.Popen(
@@ -231,7 +230,7 @@ def start(
 def _forget(layout: Layout, c: Container, cgroups: CgroupTree) -> None:
     for p in (_record_path(layout, c), exit_path(layout, c)):
         p.unlink(missing_ok=True)
-    (records_dir(layout, c.sandbox) / f"{c.name}.{c.attempt}.spec.json").unlink(missing_ok=True)
+    (records_dir(layout, c.sandbox) / f"{c.name}.{c.attempt}.spec").unlink(missing_ok=True)
     with contextlib.suppress(NetlabError):
         cgroups.remove(c.cgroup)
 

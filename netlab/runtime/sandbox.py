@@ -148,11 +148,8 @@ def _locked(layout: Layout) -> Iterator[None]:
 
 
 def _start_pause(sb: Sandbox, log: Path) -> None:
-    argv = [
-        "nsenter", f"--net={sb.netns_path}", "--",
-        "unshare", "--ipc", "--uts", "--",
-        sys.executable, "-I", "-S", str(PAUSE_SCRIPT), sb.hostname or sb.name,
-    ]  # fmt: skip
+    # the pause program joins the pod's network namespace and unshares IPC and UTS itself
+    argv = [sys.executable, "-I", "-S", str(PAUSE_SCRIPT), sb.hostname or sb.name, sb.netns_path]
     with open(log, "ab") as err:
         proc = subprocess.Popen(
             argv,

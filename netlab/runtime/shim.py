@@ -20,19 +20,23 @@ part of containerd-shim and conmon that a process runtime needs:
 
 Signals are the runtime's business and go to the container process directly; the shim ignores
 the usual termination signals so that a Ctrl-C aimed at a terminal never drops a container's
-logs. Run as `python -I -S shim.py SPEC.json` (standard library only, like the pause program)
-so that it starts in milliseconds.
+logs. Run as `python -I -S shim.py SPEC` (standard library only, like the pause program) so
+that it starts in milliseconds: it imports neither `typing` nor `contextlib` nor `json` (which
+pulls in `re`); the spec comes in `marshal` format, and the little JSON it writes (the ready
+line, the exit file) is written by `to_json`.
 """
 
-import contextlib
 import ctypes
-import json
+import marshal
 import os
 import select
 import signal
 import sys
 import time
-from typing import NoReturn
+
+TYPE_CHECKING = False  # typing itself is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
@@ -145,10 +149,38 @@ def _child(spec: dict, fds: dict, out_w: int, err_w: int, status_w: int) -> None
     os._exit(127)
 
 
+def _json_str(s: str) -> str:
+    out = []
+    for ch in s:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def to_json(obj: dict) -> str:
+    """A flat dict of str, int, float, bool and None as JSON (without importing json)."""
+    items = []
+    for k, v in obj.items():
+        if v is None:
+            text = "null"
+        elif isinstance(v, bool):
+            text = "true" if v else "false"
+        elif isinstance(v, (int, float)):
+            text = repr(v)
+        else:
+            text = _json_str(str(v))
+        items.append(f"{_json_str(k)}: {text}")
+    return "{" + ", ".join(items) + "}"
+
+
 def _write_exit(path: str, status: dict) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(status, f)
+        f.write(to_json(status))
     os.replace(tmp, path)
 
 
@@ -172,8 +204,10 @@ def _pump(log_fd: int, pipes: dict) -> None:
             eof = not data
             lines, bufs[fd] = cri_lines(pipes[fd], bufs[fd] + data, time.time_ns(), eof)
             if lines:
-                with contextlib.suppress(OSError):  # a full disk loses log lines, never the container
+                try:  # noqa: SIM105 (contextlib costs start-up time)
                     os.write(log_fd, b"".join(lines))
+                except OSError:  # a full disk loses log lines, never the container
+                    pass
             if eof:
                 poller.unregister(fd)
                 open_fds.discard(fd)
@@ -182,18 +216,18 @@ def _pump(log_fd: int, pipes: dict) -> None:
 
 def main() -> None:
     if len(sys.argv) != 2:
-        sys.stderr.write("usage: shim.py SPEC.json\n")
+        sys.stderr.write("usage: shim.py SPEC\n")
         raise SystemExit(2)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    with open(sys.argv[1]) as f:
-        spec = json.load(f)
+    with open(sys.argv[1], "rb") as spec_file:
+        spec = marshal.load(spec_file)
 
-    def fail(message: str) -> NoReturn:
+    def fail(message: str) -> "NoReturn":
         _write_exit(spec["exit"], {"exitCode": 128, "reason": "StartError", "message": message,
                                    "finishedAt": _now_rfc3339(), "finishedAtUnix": time.time(),
                                    "oomKills": 0})  # fmt: skip
-        os.write(1, (json.dumps({"error": message}) + "\n").encode())
+        os.write(1, (to_json({"error": message}) + "\n").encode())
         raise SystemExit(0)
 
     try:
@@ -237,7 +271,7 @@ def main() -> None:
         os.close(out_r)
         os.close(err_r)
         fail(problem.decode(errors="replace"))
-    os.write(1, (json.dumps({"pid": pid}) + "\n").encode())
+    os.write(1, (to_json({"pid": pid}) + "\n").encode())
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)

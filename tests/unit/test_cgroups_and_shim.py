@@ -82,3 +82,10 @@ def test_cri_lines_split_full_and_partial_lines():
     lines, rest = shim.cri_lines("stdout", rest + b"\n", ts)
     assert lines == [stamp + b" stdout F " + b"y" * 10 + b"\n"] and rest == b""
     assert shim.timestamp(0) == "1970-01-01T00:00:00.000000000Z"
+
+
+def test_the_shims_json_is_json():
+    import json
+
+    record = {"error": 'exec: "x\\y": not found\n\tbad \x01', "pid": 12, "t": 1.5, "ok": True, "none": None}
+    assert json.loads(shim.to_json(record)) == record
