@@ -18,6 +18,7 @@ PLUGINS = {
     "bridge": ("cni.plugins.bridge", "BridgePlugin"),
     "host-local": ("cni.plugins.host_local", "HostLocalPlugin"),
     "loopback": ("cni.plugins.loopback", "LoopbackPlugin"),
+    "flannel": ("cni.plugins.flannel", "FlannelPlugin"),
 }
 
 

@@ -44,6 +44,11 @@ SUBNET_FILE_DEFAULT = "/run/netlab/subnet.env"
     help="Renew this many seconds before the lease expires (at most a third of the TTL).",
 )
 @click.option("--subnet-hint", help="Subnet to prefer when this node has none yet (e.g. 10.244.1.0/24).")
+@click.option(
+    "--ip-masq",
+    is_flag=True,
+    help="Masquerade traffic leaving the pod network (as kube-flannel.yml sets it).",
+)
 @click.option("--keep-lease-on-exit", is_flag=True, help="Do not revoke the lease on SIGTERM.")
 @click.option(
     "--tx-checksum-offload/--no-tx-checksum-offload",
@@ -63,6 +68,7 @@ def flanneld_cmd(
     lease_ttl: int,
     renew_margin: int,
     subnet_hint: str | None,
+    ip_masq: bool,
     keep_lease_on_exit: bool,
     tx_checksum_offload: bool,
     verbose: bool,
@@ -113,6 +119,7 @@ def flanneld_cmd(
         renew_margin=renew_margin,
         release_on_exit=not keep_lease_on_exit,
         subnet_hint=hint,
+        ip_masq=ip_masq,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

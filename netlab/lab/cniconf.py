@@ -9,6 +9,15 @@ the node's own pod subnet and keeps its allocations under the lab's state direct
 the host's `/var/lib/cni`. Pods get a default route through the gateway, as in Kubernetes, so
 Services and other nodes' pods are reached through the node.
 
+That network stands alone (it needs no daemon), so `netlab.lab.build` alone gives nodes whose
+pods work; `netlab up` then starts the multi-node pod network (`netlab.lab.podnet`) and, once
+each node's flanneld has leased its subnet, replaces the conflist with flannel's, as
+kube-flannel.yml installs it: `netlab-flannel` reads the node's `subnet.env` and delegates to
+`netlab-bridge` + `netlab-host-local` with the leased subnet and the overlay's MTU, filling in
+`isGateway` and `ipMasq` itself; pods also get `isDefaultGateway` and a route to the whole pod
+network, and flannel keeps each pod's delegate configuration under the node's state
+directory for DEL.
+
 A second file holds the loopback network (`netlab-loopback`) that the sandbox runtime attaches
 to every pod before the default network, as containerd does; its name sorts last, so a
 runtime that takes the first file of the directory gets the pod network.
@@ -55,6 +64,31 @@ def render_node_conflist(topology: Topology, node: Node, ipam_dir: Path) -> dict
             }
         ],
     }
+
+
+def render_flannel_conflist(subnet_file: Path, flannel_dir: Path, ipam_dir: Path) -> dict[str, Any]:
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": NETWORK_NAME,
+        "plugins": [
+            {
+                "type": "netlab-flannel",
+                "subnetFile": str(subnet_file),
+                "dataDir": str(flannel_dir),
+                "delegate": {"bridge": BRIDGE, "hairpinMode": True, "isDefaultGateway": True},
+                "ipam": {"type": "netlab-host-local", "dataDir": str(ipam_dir)},
+            }
+        ],
+    }
+
+
+def write_flannel_conflist(layout: Layout, node: str, subnet_file: Path) -> Path:
+    path = conflist_path(layout, node)
+    conf = render_flannel_conflist(
+        subnet_file, layout.node_state_dir(node) / "flannel", layout.ipam_dir(node)
+    )
+    _write(path, conf)
+    return path
 
 
 def render_loopback_conflist() -> dict[str, Any]:

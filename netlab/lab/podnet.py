@@ -23,7 +23,7 @@ from pathlib import Path
 
 from netlab.errors import ConfigError, NetlabError
 from netlab.etcd import EtcdClient, server
-from netlab.lab import processes, state
+from netlab.lab import cniconf, processes, state
 from netlab.lab.state import NODE_UPLINK
 from netlab.lab.topology import Topology
 from netlab.layout import Layout
@@ -106,6 +106,9 @@ def flanneld_argv(url: str, node: str, hint: IPv4Network | None) -> list[str]:
         NODE_UPLINK,
         "--etcd",
         url,
+        # as kube-flannel.yml: flanneld masquerades what leaves the pod network, so pods on
+        # different nodes see each other's own addresses
+        "--ip-masq",
     ]
     if hint is not None:
         argv += ["--subnet-hint", str(hint)]
@@ -226,6 +229,8 @@ def start(
         state.save(layout, lab)
     progress(2 + len(nodes), total, "waiting for every node's subnet lease")
     wait_ready(layout, nodes)
+    for node in nodes:
+        cniconf.write_flannel_conflist(layout, node, subnet_file(layout, node))
     return net
 
 

@@ -42,6 +42,7 @@ from netlab.overlay import subnetenv
 from netlab.overlay.config import Backend, NetworkConfig
 from netlab.overlay.dataplane import Dataplane
 from netlab.overlay.leases import LeaseEvent, LeaseManager
+from netlab.overlay.masq import ensure_masq
 from netlab.overlay.subnets import Lease, LeaseAttrs
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ DEFAULT_RENEW_MARGIN = 3600  # flannel's --subnet-lease-renew-margin default, in
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 RENEW_RETRY = 10.0
+MASQ_RESYNC = 10.0
 
 
 @dataclass
@@ -70,6 +72,7 @@ class Flanneld:
         release_on_exit: bool = True,
         on_ready: Callable[[Lease], None] | None = None,
         subnet_hint: IPv4Network | None = None,
+        ip_masq: bool = False,
     ) -> None:
         self.manager = manager
         self.make_dataplane = make_dataplane
@@ -79,6 +82,8 @@ class Flanneld:
         self.release_on_exit = release_on_exit
         self.on_ready = on_ready
         self.subnet_hint = subnet_hint
+        self.ip_masq = ip_masq
+        self._next_masq = 0.0
         self.config: NetworkConfig | None = None
         self.attrs: LeaseAttrs | None = None
         self.lease: Lease | None = None
@@ -113,6 +118,7 @@ class Flanneld:
         self.lease = lease
         try:
             self.dataplane.configure(lease.subnet, config.network)
+            self._ensure_masq()
             leases, revision = self.manager.list_leases()
             self._apply_listing(_Listing(leases, revision))
             subnetenv.write(
@@ -121,7 +127,7 @@ class Flanneld:
                     networks=(config.network,),
                     subnet=IPv4Interface(f"{lease.subnet.network_address + 1}/{lease.subnet.prefixlen}"),
                     mtu=self.dataplane.mtu,
-                    ipmasq=False,
+                    ipmasq=self.ip_masq,
                 ),
             )
         except BaseException:
@@ -170,6 +176,8 @@ class Flanneld:
                     self._apply_event(item)
                 if time.monotonic() >= self._next_renew:
                     self._renew()
+                if time.monotonic() >= self._next_masq:
+                    self._ensure_masq()
         finally:
             self._shutdown()
 
@@ -253,6 +261,12 @@ class Flanneld:
             )
         self.lease = lease
         self._schedule_renew(self.manager.ttl)
+
+    def _ensure_masq(self) -> None:
+        """(Re)apply the --ip-masq rules; flannel re-checks them every few seconds too."""
+        self._next_masq = time.monotonic() + MASQ_RESYNC
+        if self.ip_masq and self.config is not None and self.lease is not None:
+            ensure_masq(self.dataplane.netns, self.config.network, self.lease.subnet)
 
     # renewal ------------------------------------------------------------------------------
 

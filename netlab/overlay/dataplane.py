@@ -89,6 +89,7 @@ def find_uplink(rtnl: Rtnl, iface: str | None = None, public_ip: str | None = No
 class Dataplane(Protocol):
     backend_type: str
     mtu: int
+    netns: str | None
 
     def setup(self) -> LeaseAttrs: ...
 

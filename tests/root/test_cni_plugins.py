@@ -476,7 +476,7 @@ def test_cni_server_declines_other_source_trees_and_bad_requests(layout: Layout)
         other = launch.encode(launch.MAGIC, b"/elsewhere", b"bridge", env, b"")
         assert launch.decode(_call_server(ns, other)) == [launch.DECLINE]
         assert launch.decode(_call_server(ns, b"garbage")) == [launch.DECLINE]
-        unknown = launch.encode(launch.MAGIC, launch.SOURCE_ROOT.encode(), b"flannel", env, b"")
+        unknown = launch.encode(launch.MAGIC, launch.SOURCE_ROOT.encode(), b"no-such-plugin", env, b"")
         assert launch.decode(_call_server(ns, unknown)) == [launch.DECLINE]
         # a second server for the same namespace is refused with one line
         second = subprocess.run(

@@ -65,6 +65,7 @@ def test_up_status_down_three_nodes(cli, layout):
         assert cni_server.serving(layout.node_netns(f"node{i}"))
     assert sorted(p.name for p in layout.cni_bin_dir.iterdir()) == [
         "netlab-bridge",
+        "netlab-flannel",
         "netlab-host-local",
         "netlab-loopback",
     ]
@@ -77,7 +78,8 @@ def test_up_status_down_three_nodes(cli, layout):
         ("node3", "192.168.56.13/24", "10.244.3.0/24"),
     ]
     conf = json.loads((layout.cni_conf_dir("node2") / "10-netlab.conflist").read_text())
-    assert conf["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.244.2.0/24", "gateway": "10.244.2.1"}]]
+    assert conf["plugins"][0]["type"] == "netlab-flannel"
+    assert conf["plugins"][0]["subnetFile"] == str(layout.node_run_dir("node2") / "subnet.env")
 
     status = cli("status").stdout
     for word in ("node1", "node3", "192.168.56.12/24", "10.244.3.0/24", layout.client_netns):

@@ -118,3 +118,65 @@ def test_flanneld_failure_unwinds_up(cli: Cli, layout: Layout, etcd_server) -> N
     assert_nothing_left(layout)
     with EtcdClient(etcd_server.url) as c:
         assert c.get("/coreos.com/network/config") is not None  # not ours to remove
+
+
+@pytest.mark.parametrize("backend", ["vxlan", "host-gw"])
+def test_sandboxes_on_three_nodes(cli: Cli, layout: Layout, backend: str) -> None:
+    import subprocess
+
+    from tests.root.overlaylab import Pod, tcp_transfer
+
+    cli("up", "--nodes", "3", "--backend", backend)
+    pods = []
+    for i in (1, 2, 3):
+        ip = cli("sandbox", "run", f"s{i}", "--node", f"node{i}").stdout.strip()
+        assert ip == f"10.244.{i}.2"
+        pods.append(Pod(f"s{i}", f"node{i}", layout.pod_netns(f"s{i}"), ip))
+    for a in pods:
+        for b in pods:
+            if a is not b:
+                assert (
+                    cli("exec", a.name, "--", "ping", "-c", "1", "-W", "2", b.ip, ok=False).returncode == 0
+                ), f"{a.name} -> {b.name}"
+    for a, b in ((pods[0], pods[1]), (pods[1], pods[2]), (pods[2], pods[0])):
+        assert tcp_transfer(a, b) == 2_000_000
+    # leaving the pod network, pods are masqueraded by flanneld's rules (the client has no
+    # route to the pods); inside it they keep their addresses (the capture below shows it)
+    assert cli("exec", "s2", "--", "ping", "-c", "1", "-W", "2", "192.168.56.2", ok=False).returncode == 0
+    assert "FLANNEL_IPMASQ=true" in (layout.node_run_dir("node2") / "subnet.env").read_text()
+    assert (
+        "FLANNEL-POSTRTG"
+        in kernel.run(layout.node_netns("node2"), ["iptables-legacy-save", "-t", "nat"]).stdout
+    )
+    mtu = 1450 if backend == "vxlan" else 1500
+    with Rtnl(pods[0].netns) as r:
+        assert r.get_link("eth0").mtu == mtu
+
+    if backend == "vxlan":
+        # on the underlay: VXLAN (VNI 1, UDP 8472) between the nodes, carrying the pods' addresses
+        pcap = layout.run_dir / "underlay.pcap"
+        cap = subprocess.Popen(
+            kernel.in_netns(
+                layout.underlay_netns,
+                ["tcpdump", "-i", "br0", "-U", "-c", "4", "-w", str(pcap), "udp port 8472"],
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert cap.stderr is not None and "listening" in cap.stderr.readline()
+        cli("exec", "s1", "--", "ping", "-c", "2", "-W", "2", pods[2].ip)
+        cap.wait(timeout=30)
+        out = kernel.run(
+            None,
+            ["tshark", "-r", str(pcap), "-d", "udp.port==8472,vxlan", "-T", "fields",
+             "-e", "ip.src", "-e", "ip.dst", "-e", "vxlan.vni"],
+        ).stdout  # fmt: skip
+        rows = [line.split("\t") for line in out.splitlines() if line]
+        assert len(rows) == 4
+        for src, dst, vni in rows:
+            assert vni == "1"
+            assert {src, dst} == {f"192.168.56.11,{pods[0].ip}", f"192.168.56.13,{pods[2].ip}"}
+
+    cli("down")
+    assert_nothing_left(layout)

@@ -162,3 +162,20 @@ def test_subnet_env_roundtrip(tmp_path: Path) -> None:
     assert len(two.networks) == 2 and two.ipmasq
     with pytest.raises(ConfigError, match="missing FLANNEL_MTU, FLANNEL_IPMASQ"):
         subnetenv.parse("FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.1.1/24\n")
+
+
+def test_masq_rules_golden() -> None:
+    from netlab.overlay.masq import render_masq
+
+    c = '-m comment --comment "flanneld masq"'
+    assert render_masq(IPv4Network("10.244.0.0/16"), IPv4Network("10.244.1.0/24")).splitlines() == [
+        "*nat",
+        ":FLANNEL-POSTRTG - [0:0]",
+        f"-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 {c} -j RETURN",
+        f"-A FLANNEL-POSTRTG -s 10.244.1.0/24 -d 10.244.0.0/16 {c} -j RETURN",
+        f"-A FLANNEL-POSTRTG -s 10.244.0.0/16 -d 10.244.1.0/24 {c} -j RETURN",
+        f"-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.1.0/24 {c} -j RETURN",
+        f"-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 {c} -j MASQUERADE --random-fully",
+        f"-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.0.0/16 {c} -j MASQUERADE --random-fully",
+        "COMMIT",
+    ]

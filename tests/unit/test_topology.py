@@ -138,3 +138,12 @@ def test_node_conflist_golden():
     conf = cniconf.render_node_conflist(topo, topo.nodes[1], Path("/var/lib/netlab/nodes/node2/networks"))
     golden = GOLDEN / "node2.conflist"
     assert conf == json.loads(golden.read_text())
+
+
+def test_flannel_conflist_golden():
+    conf = cniconf.render_flannel_conflist(
+        Path("/run/netlab/nodes/node2/subnet.env"),
+        Path("/var/lib/netlab/nodes/node2/flannel"),
+        Path("/var/lib/netlab/nodes/node2/networks"),
+    )
+    assert conf == json.loads((GOLDEN / "node2-flannel.conflist").read_text())
