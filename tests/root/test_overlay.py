@@ -306,3 +306,22 @@ def test_bad_input(lab: OverlayLab, etcd_server) -> None:  # type: ignore[no-unt
     with Rtnl(lab.netns(n1)) as r:
         assert r.link_index("flannel.1") is None
     assert not lab.subnet_file(n1).exists()
+
+
+def test_vxlan_direct_routing(lab: OverlayLab) -> None:
+    # flannel's DirectRouting: peers on the same underlay network get plain routes, no tunnel
+    config = make_config("10.244.0.0/16")
+    raw = json.loads(config.render())
+    raw["Backend"]["DirectRouting"] = True
+    lab.up()
+    lab.client.put("/coreos.com/network/config", json.dumps(raw))
+    n1, n2 = lab.nodes[:2]
+    lab.start_flanneld(n1)
+    lab.start_flanneld(n2)
+    s2 = lab.subnet(n2)
+    state = lab.peer_state(n1)
+    assert state["routes"] == {str(s2): "192.168.56.12"} and state["neigh"] == {} and state["fdb"] == {}
+    with Rtnl(lab.netns(n1)) as r:
+        assert r.link_index("flannel.1") is not None  # still there for peers elsewhere
+    p1, p2 = lab.pod(n1, "d1"), lab.pod(n2, "d2")
+    assert ping(p1.netns, p2.ip) and tcp_transfer(p1, p2) == 2_000_000
