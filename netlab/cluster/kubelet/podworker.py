@@ -274,6 +274,14 @@ class PodWorker:
             started = (pod.get("status") or {}).get("startTime")
             self._start_time = time.time() if not started else None
         spec = pod.get("spec") or {}
+        shared = [f for f in ("hostNetwork", "hostPID", "hostIPC") if spec.get(f)]
+        if shared and ("pod", "host") not in self._warned:
+            self._warned.add(("pod", "host"))
+            self.event(
+                WARNING,
+                "HostNamespacesIgnored",
+                f"{', '.join(shared)} not supported in this lab: the pod gets namespaces of its own",
+            )
         sb = self._sandbox(pod)
         view = PodView(
             pod=pod,
