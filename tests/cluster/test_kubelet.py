@@ -331,3 +331,66 @@ def sandbox_containers(layout: Layout, name: str) -> list[Any]:
     from netlab.runtime import containers
 
     return containers.list_containers(layout, name)
+
+
+def test_init_containers_run_in_order_and_phases_follow_the_restart_policy(cluster, api):
+    inits = (
+        "  initContainers:\n"
+        "  - {name: one, image: busybox, command: [sh, -c, 'echo one > /tmp/order-$HOSTNAME']}\n"
+        "  - {name: two, image: busybox, command: [sh, -c, 'echo two >> /tmp/order-$HOSTNAME']}\n"
+    )
+    show = "cat /tmp/order-$HOSTNAME; rm /tmp/order-$HOSTNAME"
+    done = f"  - name: c\n    image: busybox\n    command: [sh, -c, '{show}']\n"
+    ok = pod_yaml("inits", "node1", done, restartPolicy="OnFailure").replace(
+        "  containers:\n", inits + "  containers:\n"
+    )
+    failing = "  - name: c\n    image: busybox\n    command: [sh, -c, 'exit 2']\n"
+    bad_init = "  initContainers:\n  - {name: first, image: busybox, command: [false]}\n"
+    never = pod_yaml("never", "node2", failing, restartPolicy="Never")
+    blocked = pod_yaml("blocked", "node2", ECHO, restartPolicy="Never").replace(
+        "  containers:\n", bad_init + "  containers:\n"
+    )
+    apply(api, ok + "---\n" + never + "---\n" + blocked)
+    try:
+        p = wait_for(
+            lambda: (q := pod(api, "inits")) and q["status"].get("phase") == "Succeeded" and q, "Succeeded"
+        )
+        assert [s["state"]["terminated"]["exitCode"] for s in p["status"]["initContainerStatuses"]] == [0, 0]
+        assert api.kubectl("logs", "inits", "-c", "c").stdout == "one\ntwo\n"
+        p = wait_for(
+            lambda: (q := pod(api, "never")) and q["status"].get("phase") == "Failed" and q, "Failed"
+        )
+        assert container_status(p)["state"]["terminated"]["exitCode"] == 2
+        assert container_status(p)["restartCount"] == 0
+        p = wait_for(
+            lambda: (q := pod(api, "blocked")) and q["status"].get("phase") == "Failed" and q, "blocked"
+        )
+        assert container_status(p)["state"] == {"waiting": {"reason": "PodInitializing"}}
+        # a finished pod's sandbox is gone (its IP released) but its logs stay readable
+        wait_for(lambda: "never" not in {s.name for s in sandbox.list_sandboxes(cluster.layout)}, "teardown")
+    finally:
+        delete(api, "inits", "never", "blocked")
+
+
+def test_a_missing_config_map_holds_the_container_until_it_exists(cluster, api):
+    container = ECHO + "    env: [{name: MODE, valueFrom: {configMapKeyRef: {name: settings, key: mode}}}]\n"
+    apply(api, pod_yaml("needs-cm", "node1", container))
+    try:
+        cs = wait_for(
+            lambda: (
+                (c := container_status(pod(api, "needs-cm") or {}))
+                .get("state", {})
+                .get("waiting", {})
+                .get("reason")
+                == "CreateContainerConfigError"
+                and c
+            ),
+            "CreateContainerConfigError",
+        )
+        assert cs["state"]["waiting"]["message"] == 'configmap "settings" not found'
+        apply(api, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: fast}\n")
+        wait_for(lambda: ready(pod(api, "needs-cm")), "needs-cm ready")
+        assert api.kubectl("exec", "needs-cm", "--", "sh", "-c", "echo $MODE").stdout == "fast\n"
+    finally:
+        delete(api, "needs-cm")
+        api.kubectl("delete", "configmap", "settings", ok=False)
