@@ -15,6 +15,10 @@ or one event (apply or remove one peer). When etcd goes away the watcher retries
 unaffected; when etcd is back it lists and syncs again, which picks up whatever changed while
 it was gone. A compacted watch is handled the same way (re-list, diff, re-watch).
 
+Every few seconds flanneld also checks that the VXLAN device still exists; one deleted by hand
+is recreated (with a new MAC, republished in the lease, which peers apply in place) and every
+peer is programmed on it again, as flannel does.
+
 The node's own key is watched too: if it disappears (expired, deleted by hand) the lease is
 acquired again, preferring the same subnet; if the subnet had to change, the node's pods would
 be on the wrong network, so flanneld stops with an error, as flannel does. The lease is renewed
@@ -51,7 +55,7 @@ DEFAULT_RENEW_MARGIN = 3600  # flannel's --subnet-lease-renew-margin default, in
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 RENEW_RETRY = 10.0
-MASQ_RESYNC = 10.0
+MASQ_RESYNC = 5.0  # flannel's --iptables-resync; also how often the device is checked
 
 
 @dataclass
@@ -177,6 +181,7 @@ class Flanneld:
                 if time.monotonic() >= self._next_renew:
                     self._renew()
                 if time.monotonic() >= self._next_masq:
+                    self._check_device()
                     self._ensure_masq()
         finally:
             self._shutdown()
@@ -261,6 +266,24 @@ class Flanneld:
             )
         self.lease = lease
         self._schedule_renew(self.manager.ttl)
+
+    def _check_device(self) -> None:
+        """Recreate the VXLAN device if it was deleted, as flannel does, and republish its MAC."""
+        assert self.config is not None and self.lease is not None
+        if self.dataplane.present():
+            return
+        log.warning("the %s device is gone; recreating it", self.dataplane.backend_type)
+        self.attrs = self.dataplane.setup()
+        old = self.lease
+        lease = self.manager.acquire(self.config, self.attrs, previous=old.subnet)
+        if lease.subnet != old.subnet:
+            self.manager.release(lease)
+            raise NetlabError(f"lost subnet {old.subnet} while recreating the device; restart the node")
+        self.lease = lease
+        self._schedule_renew(self.manager.ttl)
+        self.dataplane.configure(lease.subnet, self.config.network)
+        leases, revision = self.manager.list_leases()
+        self._apply_listing(_Listing(leases, revision))
 
     def _ensure_masq(self) -> None:
         """(Re)apply the --ip-masq rules; flannel re-checks them every few seconds too."""

@@ -95,6 +95,8 @@ class Dataplane(Protocol):
 
     def undo_setup(self) -> None: ...
 
+    def present(self) -> bool: ...
+
     def configure(self, own: IPv4Network, network: IPv4Network) -> None: ...
 
     def apply(self, lease: Lease, previous: Lease | None = None) -> bool: ...
@@ -119,6 +121,10 @@ class _Base:
 
     def undo_setup(self) -> None:
         pass
+
+    def present(self) -> bool:
+        """Is what `setup` made still there? (Someone may delete the VXLAN device by hand.)"""
+        return True
 
     def _direct_route(self, lease: Lease) -> None:
         self.rtnl.ensure_route(str(lease.subnet), gateway=str(lease.attrs.public_ip), dev=self.uplink.name)
@@ -219,6 +225,9 @@ class Vxlan(_Base):
             raise KernelError(f"{self.device} has no MAC address")
         self.mac = mac
         return LeaseAttrs(self.uplink.public_ip, self.backend_type, self.backend.vni, mac)
+
+    def present(self) -> bool:
+        return self.rtnl.link_index(self.device) is not None
 
     def undo_setup(self) -> None:
         if self.created:

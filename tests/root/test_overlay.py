@@ -325,3 +325,35 @@ def test_vxlan_direct_routing(lab: OverlayLab) -> None:
         assert r.link_index("flannel.1") is not None  # still there for peers elsewhere
     p1, p2 = lab.pod(n1, "d1"), lab.pod(n2, "d2")
     assert ping(p1.netns, p2.ip) and tcp_transfer(p1, p2) == 2_000_000
+
+
+def test_deleted_device_is_recreated_and_peers_follow(lab: OverlayLab) -> None:
+    lab.up()
+    n1, n2 = lab.nodes[:2]
+    lab.start_flanneld(n1)
+    lab.start_flanneld(n2)
+    s1 = lab.subnet(n1)
+    p1, p2 = lab.pod(n1, "v1"), lab.pod(n2, "v2")
+    with Rtnl(lab.netns(n1)) as r:
+        old_mac = r.get_link("flannel.1").mac
+        r.delete_link("flannel.1")
+    assert not ping(p2.netns, p1.ip)
+
+    def recreated() -> bool:
+        with Rtnl(lab.netns(n1)) as r:
+            index = r.link_index("flannel.1")
+            return index is not None and r.get_link(index).mac != old_mac
+
+    wait_for(recreated, what="flannel.1 recreated")
+    with Rtnl(lab.netns(n1)) as r:
+        new_mac = r.get_link("flannel.1").mac
+    # the lease carries the new MAC, the peer replaced its neighbour and FDB entries in place
+    def published() -> bool:
+        kv = lab.client.get(f"/coreos.com/network/subnets/{s1.network_address}-24")
+        return kv is not None and json.loads(kv.value)["BackendData"]["VtepMAC"] == new_mac
+
+    wait_for(published, what="the new MAC in the lease")
+    wait_for(lambda: lab.peer_state(n2)["neigh"] == {str(s1.network_address): new_mac}, what="peer updated")
+    assert lab.peer_state(n2)["fdb"] == {new_mac: "192.168.56.11"}
+    assert lab.subnet(n1) == s1
+    wait_for(lambda: ping(p2.netns, p1.ip) and ping(p1.netns, p2.ip), what="pods reach each other again")
