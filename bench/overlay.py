@@ -95,7 +95,8 @@ def rr_latency(client: Pod, server_pod: Pod, seconds: float) -> float:
 
 def throughput(client: Pod, server_pod: Pod, seconds: int) -> float:
     """Gbit/s of one iperf3 TCP stream, as the receiver counted it."""
-    run = Iperf(server_pod, client, seconds)
+    # client and server on different CPUs, the same for every path: less scheduler noise
+    run = Iperf(server_pod, client, seconds, extra=("-A", "0,1"))
     try:
         result = run.result()
     finally:

@@ -187,7 +187,10 @@ def ping(netns: str, ip: str, count: int = 1) -> bool:
 class Iperf:
     """An iperf3 server in one pod and a timed client in another; `result()` waits for it."""
 
-    def __init__(self, server: Pod, client: Pod, seconds: int, port: int = 5201) -> None:
+    def __init__(
+        self, server: Pod, client: Pod, seconds: int, port: int = 5201, extra: tuple[str, ...] = ()
+    ) -> None:
+        self.extra = extra
         self.server = subprocess.Popen(
             kernel.in_netns(server.netns, ["iperf3", "-s", "-1", "-p", str(port)]),
             stdout=subprocess.DEVNULL,
@@ -196,7 +199,8 @@ class Iperf:
         wait_for(lambda: _listening(server.netns, port), what="iperf3 server")
         self.client = subprocess.Popen(
             kernel.in_netns(
-                client.netns, ["iperf3", "-c", server.ip, "-p", str(port), "-t", str(seconds), "-J"]
+                client.netns,
+                ["iperf3", "-c", server.ip, "-p", str(port), "-t", str(seconds), "-J", *self.extra],
             ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
