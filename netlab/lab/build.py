@@ -6,6 +6,13 @@ veth pair (the node end is `eth0`, as on a VM), and the external client namespac
 switch. Nothing is placed in the host's own namespace, so the host's bridge netfilter, FORWARD
 policy and routes are never in the path and never changed.
 
+The switch also carries the underlay's gateway address (the topology's `gateway`, .1 by
+default), and every node and the client have their default route through it, as machines on a
+real network do. The gateway leads nowhere (the underlay namespace does not forward), but its
+route is what makes a node's kernel treat traffic to unknown destinations as forwarded rather
+than unroutable: traffic to a Service without endpoints reaches kube-proxy's REJECT in the
+filter table instead of failing with "network unreachable" before any rule sees it.
+
 Each node also gets what its container runtime needs: a CNI config directory (see `cniconf`),
 netlab's plugin launchers in the lab's CNI bin dir, and a supervised `netlab cni-server`
 serving the node's namespace, so plugin calls run warm instead of paying a cold Python start.
@@ -152,7 +159,8 @@ def _build_underlay(layout: Layout, topology: Topology, undo: contextlib.ExitSta
     with Rtnl(ns) as r:
         r.set_link("lo", up=True)
         r.ensure_bridge(UNDERLAY_BRIDGE, mtu=topology.mtu)
-    # a switch forwards frames; it never routes
+        r.ensure_address(UNDERLAY_BRIDGE, str(topology.gateway))
+    # a switch forwards frames; the gateway answers for its address but routes nothing
     kernel.set_sysctl(ns, "net.ipv4.ip_forward", 0)
 
 
@@ -166,6 +174,7 @@ def _attach(layout: Layout, topology: Topology, name: str, ns: str, ifname: str,
         r.set_link("lo", up=True)
         r.set_link(ifname, up=True)
         r.ensure_address(ifname, cidr)
+        r.ensure_route("default", gateway=str(topology.gateway.ip))
 
 
 def _build_node(layout: Layout, topology: Topology, name: str, undo: contextlib.ExitStack) -> None:

@@ -7,7 +7,9 @@ underlay MTU. It comes from `--nodes N` (`default_topology`) or from a YAML file
 
 The default plan follows the design: underlay 192.168.56.0/24 with node i at .10+i and the
 external client at .2, pod network 10.244.0.0/16 with node i owning 10.244.i.0/24, services
-10.96.0.0/12. A topology file may change any of these and name the nodes; anything it leaves
+10.96.0.0/12, and a gateway at the underlay's first host (.1) that every node and the client
+use as their default route, as machines on a real network have one. A topology file may
+change any of these and name the nodes; anything it leaves
 out is derived the same way from the node's position. Every problem is reported as one line
 that names the file and the field at fault, and nothing is built before the whole file is
 valid.
@@ -38,10 +40,20 @@ DEFAULT_SERVICE_CIDR = IPv4Network("10.96.0.0/12")
 DEFAULT_MTU = 1500
 NODE_HOST_OFFSET = 10  # node i gets underlay host number 10 + i
 CLIENT_HOST = 2
+GATEWAY_HOST = 1
 
 RESERVED_NODE_NAMES = ("underlay", "client")
 
-_TOP_KEYS = {"nodes", "underlay_cidr", "pod_cidr", "node_pod_prefix", "service_cidr", "client_ip", "mtu"}
+_TOP_KEYS = {
+    "nodes",
+    "underlay_cidr",
+    "pod_cidr",
+    "node_pod_prefix",
+    "service_cidr",
+    "client_ip",
+    "gateway",
+    "mtu",
+}
 _NODE_KEYS = {"name", "underlay_ip", "pod_cidr"}
 
 
@@ -65,6 +77,7 @@ class Topology:
     node_pod_prefix: int = DEFAULT_NODE_PREFIX
     service_cidr: IPv4Network = DEFAULT_SERVICE_CIDR
     client_ip: IPv4Interface = IPv4Interface(f"192.168.56.{CLIENT_HOST}/24")
+    gateway: IPv4Interface = IPv4Interface(f"192.168.56.{GATEWAY_HOST}/24")
     mtu: int = DEFAULT_MTU
 
     def node(self, name: str) -> Node:
@@ -89,6 +102,7 @@ class Topology:
             "node_pod_prefix": self.node_pod_prefix,
             "service_cidr": str(self.service_cidr),
             "client_ip": str(self.client_ip.ip),
+            "gateway": str(self.gateway.ip),
             "mtu": self.mtu,
         }
 
@@ -160,6 +174,11 @@ def topology_from_dict(data: Mapping[str, Any]) -> Topology:
             raise ConfigError(f"{b_name}: {b} overlaps {a_name} {a}")
 
     client = _host_in(data.get("client_ip"), "client_ip", underlay, underlay.network_address + CLIENT_HOST)
+    gateway = _host_in(data.get("gateway"), "gateway", underlay, underlay.network_address + GATEWAY_HOST)
+    if gateway.ip == client.ip:
+        if "gateway" in data:
+            raise ConfigError(f"gateway: {gateway.ip} is already used by client_ip")
+        raise ConfigError(f"client_ip: {client.ip} is the gateway's address (set gateway to another)")
 
     raw_nodes = data.get("nodes", DEFAULT_NODES)
     if isinstance(raw_nodes, bool) or not isinstance(raw_nodes, int | list):
@@ -174,7 +193,7 @@ def topology_from_dict(data: Mapping[str, Any]) -> Topology:
     subnets = _SubnetPicker(pod_cidr, node_prefix)
     nodes: list[Node] = []
     seen_names: set[str] = set()
-    seen_ips: dict[IPv4Address, str] = {client.ip: "client_ip"}
+    seen_ips: dict[IPv4Address, str] = {client.ip: "client_ip", gateway.ip: "the gateway"}
     for i, raw in enumerate(raw_nodes, start=1):
         field = f"nodes[{i - 1}]"
         spec = {"name": raw} if isinstance(raw, str) else raw
@@ -224,6 +243,7 @@ def topology_from_dict(data: Mapping[str, Any]) -> Topology:
         node_pod_prefix=node_prefix,
         service_cidr=service_cidr,
         client_ip=client,
+        gateway=gateway,
         mtu=mtu,
     )
 

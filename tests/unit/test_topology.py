@@ -25,6 +25,7 @@ def test_default_plan():
     ]
     assert [str(n.pod_cidr) for n in topo.nodes] == ["10.244.1.0/24", "10.244.2.0/24", "10.244.3.0/24"]
     assert topo.client_ip == IPv4Interface("192.168.56.2/24")
+    assert topo.gateway == IPv4Interface("192.168.56.1/24")
     assert topo.service_cidr == IPv4Network("10.96.0.0/12")
     assert str(topo.nodes[0].pod_gateway) == "10.244.1.1"
 
@@ -42,6 +43,7 @@ underlay_cidr: 10.0.0.0/24
 pod_cidr: 172.16.0.0/16
 service_cidr: 10.100.0.0/16
 client_ip: 10.0.0.200
+gateway: 10.0.0.254
 mtu: 1400
 """
     )
@@ -54,6 +56,7 @@ mtu: 1400
     )
     assert (beta.name, str(beta.underlay_ip), str(beta.pod_cidr)) == ("beta", "10.0.0.50/24", "172.16.9.0/24")
     assert str(topo.client_ip) == "10.0.0.200/24"
+    assert str(topo.gateway) == "10.0.0.254/24"
     assert topo.mtu == 1400
     # the file form round-trips (lab.json stores it)
     assert topology_from_dict(topo.to_dict()) == topo
@@ -112,6 +115,13 @@ def test_node_count_from_file_or_flag(tmp_path):
         ("mtu: 100", r"mtu: must be between 1280 and 9000"),
         ("mtu: lots", r"mtu: expected a whole number"),
         ("client_ip: 192.168.56.255", r"client_ip: 192.168.56.255 is not a host address"),
+        ("client_ip: 192.168.56.1", r"client_ip: 192.168.56.1 is the gateway's address"),
+        ("gateway: 192.168.56.2", r"gateway: 192.168.56.2 is already used by client_ip"),
+        (
+            "nodes: [{name: a, underlay_ip: 192.168.56.1}]",
+            r"underlay_ip: 192.168.56.1 is already used by the gateway",
+        ),
+        ("gateway: 10.0.0.1", r"gateway: 10.0.0.1 is not a host address in 192.168.56.0/24"),
         ("underlay_cidr: 192.168.56.0/29", r"underlay_cidr: .* too small|underlay_ip: the default address"),
         ("nodes: 300", r"nodes\[\d+\]\.(underlay_ip|pod_cidr):"),
         ("colour: red", r"colour: unknown setting"),
