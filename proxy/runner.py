@@ -1,8 +1,11 @@
 """The sync runner: when to sync, and whether the sync must be full.
 
 kube-proxy's bounded-frequency runner, reduced to what the lab needs:
-- a change asks for a sync (`request`); syncs are at least `min_interval` apart, so a burst of
-  changes becomes one sync;
+- a change asks for a sync (`request`); syncs are rate-limited by a token bucket that refills
+  one token per `min_interval` and holds `burst` (2, as kube-proxy's runner): after a quiet
+  spell two syncs may run back to back, so the change that follows right after another is
+  not held back for a whole `min_interval`, while a steady stream of changes still syncs at
+  most once per `min_interval`, each sync taking every change that arrived meanwhile;
 - every `max_interval` a full sync runs even without changes, repairing anything that changed
   the kernel behind the proxy's back;
 - a sync that raises is retried after `retry_interval`, and the retry is full, because a failed
@@ -23,21 +26,32 @@ from dataclasses import dataclass, field
 log = logging.getLogger(__name__)
 
 
+BURST = 2  # kube-proxy's burstSyncs
+
+
 @dataclass
 class Schedule:
     min_interval: float = 1.0
     max_interval: float = 30.0
     retry_interval: float = 1.0
+    burst: int = BURST
     last_run: float | None = None
     last_full: float | None = None
     requested: bool = True  # the first sync runs as soon as allowed
     retry_at: float | None = None
     need_full: bool = True
+    tokens: float = BURST
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def request(self) -> None:
         with self._lock:
             self.requested = True
+
+    def _tokens(self, now: float) -> float:
+        """The bucket's level at `now`: what it held at the last run plus the refill since."""
+        if self.last_run is None or self.min_interval <= 0:
+            return float(self.burst)
+        return min(float(self.burst), self.tokens + (now - self.last_run) / self.min_interval)
 
     def next(self, now: float) -> tuple[str, float]:
         """("full"|"partial", 0) to sync now, or ("wait", seconds) until something is due."""
@@ -47,10 +61,10 @@ class Schedule:
                 self.need_full = True
             retry_due = self.retry_at is not None and now >= self.retry_at
             if periodic or self.requested or retry_due:
-                earliest = self.last_run + self.min_interval if self.last_run is not None else now
-                if now >= earliest:
+                tokens = self._tokens(now)
+                if tokens >= 1:
                     return ("full" if self.need_full else "partial", 0.0)
-                return ("wait", earliest - now)
+                return ("wait", (1 - tokens) * self.min_interval)
             deadlines = [t for t in (self.retry_at,) if t is not None]
             if self.last_full is not None:
                 deadlines.append(self.last_full + self.max_interval)
@@ -58,6 +72,7 @@ class Schedule:
 
     def started(self, now: float, full: bool) -> None:
         with self._lock:
+            self.tokens = max(0.0, self._tokens(now) - 1)
             self.last_run = now
             self.requested = False
             self.retry_at = None

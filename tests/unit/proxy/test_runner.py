@@ -28,17 +28,33 @@ def test_first_sync_is_full_then_partial_and_rate_limited():
     assert r.run_once() == 0 and calls == [(100.0, True)]
     assert r.run_once() > 0  # nothing requested
     r.request()
-    assert r.run_once() == 1.0  # too soon after the last run
-    clock.now += 1
+    assert r.run_once() == 0  # the bucket's second token: at once
+    assert calls[-1] == (100.0, False)
+    r.request()
+    assert r.run_once() == 1.0  # the bucket is empty: one token per min_interval
+    clock.now += 0.5
+    assert r.run_once() == 0.5
+    clock.now += 0.5
     r.run_once()
     assert calls[-1] == (101.0, False)
-    # a burst of requests becomes one sync
+    # many requests while waiting become one sync
     r.request()
     r.request()
     clock.now += 1
     r.run_once()
     r.run_once()
-    assert len(calls) == 3
+    assert len(calls) == 4
+
+
+def test_a_quiet_spell_refills_the_burst_and_no_more():
+    r, clock, calls = make()
+    r.run_once()
+    clock.now += 60  # far more than two intervals: still only two syncs at once
+    for _ in range(3):
+        r.request()
+        r.run_once()
+    assert [t for t, _ in calls] == [100.0, 160.0, 160.0]
+    assert r.run_once() == 1.0
 
 
 def test_periodic_full_resync():
