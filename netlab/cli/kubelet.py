@@ -8,8 +8,10 @@ plan), talks to the apiserver of the lab's kubeconfig, and serves its HTTPS endp
 SIGINT stop it and leave its pods running, for the next kubelet to adopt.
 
 `netlab agent --node NODE` is a node's whole agent, as a systemd unit or the Vagrantfile runs
-it: flanneld, then (once the node's subnet is leased) the kubelet and kube-proxy, each as a
-child process; when one of them exits the agent stops the others and exits with its status.
+it: flanneld, then (once the node's subnet is leased, and flannel's conflist is in the node's
+CNI directory) the kubelet and kube-proxy, each as a child process with the very command line
+`netlab up` gives that component; when one of them exits the agent stops the others and exits
+with its status, and when the agent itself is killed its children get SIGTERM.
 """
 
 from __future__ import annotations
@@ -173,7 +175,7 @@ def kubelet_cmd(
     type=click.Choice(["userspace", "iptables", "ipvs", "ebpf"]),
     default="iptables",
     show_default=True,
-    help="kube-proxy mode.",
+    help="kube-proxy mode (switch later with `netlab proxy mode`).",
 )
 @click.option(
     "--no-flanneld", is_flag=True, help="Do not run flanneld (the node's subnet comes from the lab)."
@@ -184,11 +186,19 @@ def kubelet_cmd(
 def agent_cmd(node: str, proxy_mode: str, no_flanneld: bool, subnet_timeout: float) -> None:
     """Run NODE's agent: flanneld, the kubelet and kube-proxy, as child processes."""
     from netlab.etcd.server import resolve_url
-    from netlab.lab import podnet
-    from netlab.overlay import subnetenv
+    from netlab.lab import cniconf, kube, podnet, proxies, state
+    from netlab.lab.processes import die_with_parent
+    from proxy.modes import check_available
 
+    check_available(proxy_mode)
     layout = Layout.from_env()
-    base = [sys.executable, "-m", "netlab.cli"]
+    lab = state.load(layout)
+    try:
+        spec = lab.topology.node(node)
+    except KeyError:
+        raise NotFound(
+            f"node {node} is not part of the lab (nodes: {', '.join(lab.topology.node_names)})"
+        ) from None
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     stop = threading.Event()
 
@@ -198,18 +208,19 @@ def agent_cmd(node: str, proxy_mode: str, no_flanneld: bool, subnet_timeout: flo
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    def spawn(name: str, args: list[str]) -> None:
-        children.append((name, subprocess.Popen([*base, *args])))
+    def spawn(name: str, argv: list[str]) -> None:
+        # the children go with the agent even when it is killed, so nothing outlives it
+        children.append((name, subprocess.Popen(argv, preexec_fn=die_with_parent)))
 
     code = 0
     try:
         if not no_flanneld:
-            env_file = layout.node_run_dir(node) / subnetenv.FILENAME
+            env_file = podnet.subnet_file(layout, node)
             net = podnet.load(layout)
             url = net.etcd_url if net else resolve_url(layout, None)
             started = time.time()
-            # the lab's flanneld command line (underlay NIC, the lab's etcd), without its interpreter
-            spawn("flanneld", podnet.flanneld_argv(url, node, None)[3:])
+            # the lab's flanneld command line: its etcd, the underlay NIC, the planned subnet
+            spawn("flanneld", podnet.flanneld_argv(url, node, spec.pod_cidr))
             deadline = time.monotonic() + subnet_timeout
             while not (env_file.exists() and env_file.stat().st_mtime >= started - 1):
                 proc = children[0][1]
@@ -220,8 +231,10 @@ def agent_cmd(node: str, proxy_mode: str, no_flanneld: bool, subnet_timeout: flo
                 if time.monotonic() > deadline:
                     raise NetlabError(f"flanneld on {node} leased no subnet within {subnet_timeout:g} s")
                 time.sleep(0.05)
-        spawn("kubelet", ["kubelet", "--node", node, "--port", "0"])
-        spawn("kube-proxy", ["kube-proxy", "--node", node, "--mode", proxy_mode])
+            # what kube-flannel's install-cni step does on each node
+            cniconf.write_flannel_conflist(layout, node, env_file)
+        spawn("kubelet", kube.kubelet_argv(node))
+        spawn("kube-proxy", proxies.kube_proxy_argv(node, proxy_mode))
         while not stop.wait(0.2):
             ended = [(n, p) for n, p in children if p.poll() is not None]
             if ended:

@@ -32,6 +32,11 @@ def kubelet_component(node: str) -> str:
     return f"kubelet-{node}"
 
 
+def kubelet_argv(node: str) -> list[str]:
+    """A lab node's kubelet command line (`up` and `netlab agent` run the same one)."""
+    return _cli("kubelet", "--node", node, "--port", "0")
+
+
 def _record(layout: Layout, name: str) -> None:
     lab = state.load(layout)
     if name not in lab.components:
@@ -84,7 +89,7 @@ def start_kubelets(layout: Layout, progress: Progress, timeout: float = READY_TI
     for i, node in enumerate(nodes):
         progress(i, total, f"kubelet on {node}")
         name = kubelet_component(node)
-        processes.start(layout, name, _cli("kubelet", "--node", node, "--port", "0"))
+        processes.start(layout, name, kubelet_argv(node))
         _record(layout, name)
     progress(len(nodes), total, "waiting for every node to be Ready")
     wait_nodes_ready(layout, nodes, timeout)

@@ -170,6 +170,21 @@ def wait_exit(layout: Layout, name: str, timeout: float) -> bool:
     return running(layout, name) is None
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child, before exec: receive SIGTERM when the parent dies, however it dies.
+
+    For a supervisor's children (`netlab agent`'s flanneld, kubelet and kube-proxy): a killed
+    supervisor must not leave its children running where nothing tracks them. Runs between
+    fork and exec, so it only calls prctl(2).
+    """
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def kill_netns_processes(netns: str, timeout: float = 5.0) -> list[int]:
     """SIGKILL every process whose network namespace is `netns`; wait until none is left.
 

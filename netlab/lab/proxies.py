@@ -1,19 +1,17 @@
 """The lab's kube-proxies: one supervised `netlab kube-proxy` per node, started by `netlab up`.
 
-Each proxy is a lab component (`kube-proxy-<node>`), so `netlab down` stops it like any other.
-Where a proxy learns about services depends on what the lab runs: with a control plane (a
-kubeconfig in the lab's state directory) it watches the apiserver; without one it follows the
-lab's services file (`<state>/services.yaml`, Service and EndpointSlice manifests, created
-empty), so services can be tried before any control plane exists. `netlab proxy mode`
-switches the running proxies; the mode is not part of the lab's record because the proxies
-report it themselves.
+Each proxy is a lab component (`kube-proxy-<node>`), so `netlab down` stops it like any other;
+it watches Services and EndpointSlices on the lab's apiserver, which `up` starts first.
+`kube_proxy_argv` is the one command line of a node's proxy, shared with `netlab agent`
+(which runs the same proxy as its child on a node it manages). `netlab proxy mode` switches
+the running proxies, whoever started them; the mode is not part of the lab's record because
+the proxies report it themselves.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from netlab.errors import NetlabError
 from netlab.lab import processes, state
@@ -25,26 +23,21 @@ def component(node: str) -> str:
     return f"kube-proxy-{node}"
 
 
-def services_file(layout: Layout) -> Path:
-    return layout.state_dir / "services.yaml"
+def kube_proxy_argv(node: str, mode: str) -> list[str]:
+    return [sys.executable, "-m", "netlab.cli", "kube-proxy", "--node", node, "--mode", mode]
 
 
 def start_proxies(layout: Layout, mode: str, timeout: float = 30.0) -> list[str]:
     """Start a kube-proxy for every node of the running lab; returns the component names."""
     check_available(mode)
     lab = state.load(layout)
-    source: list[str] = []
     if not layout.kubeconfig.exists():
-        path = services_file(layout)
-        if not path.exists():
-            path.write_text("# Service and EndpointSlice manifests for the lab's kube-proxies\n")
-        source = ["--services-file", str(path)]
+        raise NetlabError(f"no kubeconfig at {layout.kubeconfig}: the apiserver must run before kube-proxy")
     started = []
     try:
         for node in lab.topology.node_names:
             name = component(node)
-            argv = [sys.executable, "-m", "netlab.cli", "kube-proxy", "--node", node, "--mode", mode, *source]
-            processes.start(layout, name, argv)
+            processes.start(layout, name, kube_proxy_argv(node, mode))
             started.append(name)
             lab.components.append(name)
             state.save(layout, lab)
