@@ -3,9 +3,14 @@
 Each service port gets a relay port for as long as the service port exists. While it has
 usable endpoints a relay listens there; without endpoints the relay is stopped and the portal
 still points at the port, so the kernel refuses connections at once (TCP RST, ICMP port
-unreachable for UDP) instead of letting clients time out. userspace mode has no notion of
-traffic policy: Local services use their local endpoints when they have them, like
-kube-proxy's userspace proxy it always hides the client address behind the node's.
+unreachable for UDP) instead of letting clients time out.
+
+One relay serves a service port's cluster IP and node port alike, so it cannot tell external
+traffic from internal: `externalTrafficPolicy: Local` is served like Cluster (any ready
+endpoint), and since the relay dials the backend from the node, the backend always sees the
+node's address, never the client's. kube-proxy's userspace proxier had the same limits, which
+is why source-IP preservation only ever came with the iptables mode. `internalTrafficPolicy:
+Local` (all of a port's traffic is node-local) does restrict the relay to local endpoints.
 """
 
 from __future__ import annotations
