@@ -3,7 +3,10 @@
 Nodes, the underlay switch and the external client come from the real lab (`netlab.lab.build`).
 Pod networking is wired here directly with the kernel layer, host-gw style (a `cni0` bridge
 per node, routes to the other nodes' pod subnets over the underlay), so proxy tests depend
-only on what a bridge CNI would leave behind. Each pod runs `netlab.images.echo`.
+only on what a bridge CNI would leave behind; the nodes' default route is the lab's own.
+The whole cluster (flannel, kubelets, the EndpointSlice controller) is tested against the
+same features in `test_services_e2e.py`; this harness keeps the proxies' own tests fast.
+Each pod runs `netlab.images.echo`.
 
 Clients run in-process: a throwaway thread joins the pod's (or client's) namespace and
 opens the socket there; the socket keeps that namespace afterwards.
@@ -78,8 +81,6 @@ class ServiceLab:
             for other in self.topology.nodes:
                 if other.name != name:
                     r.ensure_route(str(other.pod_cidr), gateway=str(other.underlay_ip.ip))
-            # traffic to a service without endpoints must reach FORWARD to be rejected
-            r.ensure_route("default", gateway=str(self.topology.client_ip.ip))
         # what the bridge CNI and kube-proxy's prerequisites leave on a node
         kernel.set_sysctl(ns, "net.bridge.bridge-nf-call-iptables", 1)
         self._next_host[name] = 10
@@ -237,6 +238,6 @@ def udp_ask(sock: socket.socket, ip: str, port: int) -> dict[str, str]:
     return _reply(data.decode())
 
 
-def spread(netns: str, ip: str, port: int, n: int = 30) -> Counter[str]:
+def spread(netns: str, ip: str, port: int, n: int = 30, timeout: float = 2.0) -> Counter[str]:
     """How `n` fresh connections from `netns` were spread over backends (by pod name)."""
-    return Counter(tcp_ask(netns, ip, port)["pod"] for _ in range(n))
+    return Counter(tcp_ask(netns, ip, port, timeout)["pod"] for _ in range(n))

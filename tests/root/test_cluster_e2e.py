@@ -16,11 +16,10 @@ import calendar
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from ipaddress import ip_address, ip_network
 from typing import Any
 
@@ -32,7 +31,7 @@ from netlab.layout import Layout
 from netlab.overlay import subnetenv
 from netlab.runtime import sandbox
 from netlab.runtime.cgroups import CgroupTree
-from tests.cluster.conftest import KUBECTL
+from tests.root.clusterlab import Cluster, is_ready, wait_for
 from tests.root.conftest import Cli
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd]
@@ -63,30 +62,6 @@ spec:
 """
 
 
-class Cluster:
-    def __init__(self, layout: Layout, cli: Cli) -> None:
-        self.layout = layout
-        self.cli = cli
-
-    def kubectl(self, *args: str, input: str | None = None, ok: bool = True, timeout: float = 90):
-        env = {
-            **self.cli.env(),
-            "KUBECONFIG": str(self.layout.kubeconfig),
-            "HOME": str(self.layout.state_dir),
-        }
-        proc = subprocess.run([KUBECTL, *args], input=input, capture_output=True, text=True, env=env,
-                              timeout=timeout)  # fmt: skip
-        if ok and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
-        return proc
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.kubectl(*args, "-o", "json").stdout)
-
-    def pods(self, selector: str = "app=web") -> list[dict[str, Any]]:
-        return self.json("get", "pods", "-l", selector)["items"]
-
-
 @pytest.fixture(scope="module")
 def cluster(module_layout: Layout) -> Iterator[Cluster]:
     cli = Cli(module_layout)
@@ -100,22 +75,6 @@ def cluster(module_layout: Layout) -> Iterator[Cluster]:
 
         cli("down", ok=False, timeout=300)
         clean.apply_clean(module_layout, clean.plan_clean(module_layout))
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def is_ready(pod: dict[str, Any]) -> bool:
-    conds = pod.get("status", {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
 def ready_web(c: Cluster, n: int) -> list[dict[str, Any]]:

@@ -1,0 +1,417 @@
+"""Services end to end on the real cluster: one suite, run against each kube-proxy mode.
+
+For each mode one `netlab up --nodes 3 --proxy-mode MODE` serves the whole module (bringing
+a cluster up is the slow part). Everything is what a user would do: a Deployment of
+`netlab/echo` pods and Services applied with real kubectl, EndpointSlices made by the
+controller-manager from the ready pods, pods on every node reaching ClusterIPs over the
+flannel overlay, NodePorts reached from the lab's external client on every node's underlay
+address, `kubectl scale`, `netlab proxy mode`, `netlab agent`, `netlab down`.
+
+The tests run in order and each leaves the cluster as the next one expects: three `web`
+pods, one per node, and a `probe` pod that backs no Service. Clients run in-process: a thread
+joins the pod's (or the client's) network namespace and opens its socket there, so a
+hundred connections cost milliseconds rather than a `kubectl exec` each.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from ipaddress import ip_address, ip_network
+from typing import Any
+
+import pytest
+
+from netlab import kernel
+from netlab.cluster.kubelet.node import KUBELET_URL_ANNOTATION
+from netlab.kernel.iptables import BACKENDS, iptables_save
+from netlab.lab import clean, processes, state
+from netlab.layout import Layout
+from netlab.overlay import subnetenv
+from netlab.runtime.cgroups import CgroupTree
+from proxy.daemon import read_status
+from proxy.userspace.portals import CHAINS as USERSPACE_CHAINS
+from tests.conftest import new_layout, remove_test_namespaces
+from tests.root.clusterlab import Cluster, is_ready, wait_for
+from tests.root.conftest import Cli
+from tests.root.svclab import spread, tcp_ask, tcp_open, udp_ask, udp_socket
+
+pytestmark = [pytest.mark.root, pytest.mark.etcd]
+
+NODES = ("node1", "node2", "node3")
+MODES = ("iptables", "userspace")
+# enough fresh connections that missing one of three random backends is a real failure
+# (a chance of 3 * (2/3)^45, about 3e-8), and still only milliseconds of traffic
+SPREAD = 45
+APP = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: echo
+        image: netlab/echo
+        ports: [{containerPort: 8080}, {containerPort: 8080, protocol: UDP}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: probe}
+spec:
+  containers:
+  - {name: sleep, image: busybox, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: local}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30081}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: dns}
+spec:
+  selector: {app: web}
+  ports: [{port: 53, targetPort: 8080, protocol: UDP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty}
+spec:
+  selector: {app: nobody}
+  ports: [{port: 80, targetPort: 8080}]
+"""
+
+
+class ServiceCluster(Cluster):
+    def __init__(self, layout: Layout, cli: Cli, mode: str) -> None:
+        super().__init__(layout, cli)
+        self.mode = mode
+        self.topology = state.load(layout).topology
+        self._vips: dict[str, str] = {}
+        self.agent_children: list[tuple[int, str]] = []
+
+    def vip(self, service: str) -> str:
+        if service not in self._vips:
+            self._vips[service] = self.json("get", "service", service)["spec"]["clusterIP"]
+        return self._vips[service]
+
+    def node_ip(self, node: str) -> str:
+        return str(self.topology.node(node).underlay_ip.ip)
+
+    def netns(self, pod: str) -> str:
+        return self.layout.pod_netns(pod)
+
+    def web_pods(self) -> dict[str, tuple[str, str]]:
+        """Ready web pods that are not being deleted: name -> (node, pod IP)."""
+        return {
+            p["metadata"]["name"]: (p["spec"]["nodeName"], p["status"]["podIP"])
+            for p in self.pods()
+            if is_ready(p) and not p["metadata"].get("deletionTimestamp")
+        }
+
+    def pod_on(self, node: str) -> str:
+        (name,) = [n for n, (where, _) in self.web_pods().items() if where == node]
+        return name
+
+    def proxies_have(self, service: str, endpoints: int) -> bool:
+        """Every node's kube-proxy has synced `service` with exactly that many ready endpoints."""
+        for node in NODES:
+            st = read_status(self.layout, node) or {}
+            ports = [s for s in st.get("services", []) if s["name"].startswith(f"default/{service}:")]
+            if not ports or any(sum(e["ready"] for e in s["endpoints"]) != endpoints for s in ports):
+                return False
+        return True
+
+    def wait_web_on_every_node(self) -> dict[str, tuple[str, str]]:
+        """Three web pods, one per node, in every proxy, answering through the Service."""
+
+        def settled() -> dict[str, tuple[str, str]] | None:
+            pods = self.web_pods()
+            everything = self.pods()
+            if len(everything) != 3 or sorted(node for node, _ in pods.values()) != list(NODES):
+                return None
+            return pods
+
+        pods = wait_for(settled, "three Ready web pods, one per node", 90)
+        wait_for(lambda: self.proxies_have("web", 3), "every kube-proxy to have the three web pods", 30)
+        # the containers are running; their echo servers may still be binding
+        wait_for(lambda: self._all_answer(pods), "every echo server to answer", 20)
+        return pods
+
+    def _all_answer(self, pods: dict[str, tuple[str, str]]) -> bool:
+        probe = self.netns("probe")
+        try:
+            return all(tcp_ask(probe, ip, 8080, timeout=1)["pod"] == n for n, (_, ip) in pods.items())
+        except OSError:
+            return False
+
+
+@pytest.fixture(scope="module", params=MODES)
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceCluster]:
+    mode = request.param
+    layout = new_layout(tmp_path_factory.mktemp(f"svc-{mode}"))
+    cli = Cli(layout)
+    try:
+        cli("up", "--nodes", str(len(NODES)), "--proxy-mode", mode, timeout=300)
+        c = ServiceCluster(layout, cli, mode)
+        c.kubectl("apply", "-f", "-", input=APP)
+        wait_for(lambda: is_ready(c.json("get", "pod", "probe")), "the probe pod")
+        c.wait_web_on_every_node()
+        yield c
+    finally:
+        cli("down", ok=False, timeout=300)
+        clean.apply_clean(layout, clean.plan_clean(layout))
+        remove_test_namespaces(layout)
+
+
+def test_cluster_ip_from_a_pod_on_every_node_spreads_over_all_backends_itself_included(cluster):
+    pods = cluster.web_pods()
+    for name, (node, _) in pods.items():
+        seen = spread(cluster.netns(name), cluster.vip("web"), 80, n=SPREAD)
+        assert set(seen) == set(pods), f"from {name} on {node}: {seen}"
+        # the pod reached itself through its own Service (hairpin), so itself is among them
+
+
+def test_node_port_from_the_client_on_every_node(cluster):
+    pods = cluster.web_pods()
+    for node in NODES:
+        seen = spread(cluster.layout.client_netns, cluster.node_ip(node), 30080, n=SPREAD)
+        assert set(seen) == set(pods), f"via {node}: {seen}"
+
+
+def test_client_ip_affinity_keeps_one_client_on_one_backend(cluster):
+    for name in cluster.web_pods():
+        seen = spread(cluster.netns(name), cluster.vip("sticky"), 80, n=12)
+        assert len(seen) == 1, f"from {name}: {seen}"
+
+
+def test_udp_service_answers_a_pod_on_every_node(cluster):
+    pods = cluster.web_pods()
+    for name in pods:
+        sock = udp_socket(cluster.netns(name), timeout=3)
+        try:
+            assert udp_ask(sock, cluster.vip("dns"), 53)["pod"] in pods
+        finally:
+            sock.close()
+
+
+def test_service_without_endpoints_refuses_at_once(cluster):
+    for name in cluster.web_pods():
+        # refused, not a timeout (TimeoutError) nor an unroutable destination (ENETUNREACH)
+        with pytest.raises(ConnectionRefusedError):
+            tcp_ask(cluster.netns(name), cluster.vip("empty"), 80, timeout=3)
+
+
+def test_external_local_policy_and_the_client_address(cluster):
+    client_ip = str(cluster.topology.client_ip.ip)
+    for node in NODES:
+        replies = [tcp_ask(cluster.layout.client_netns, cluster.node_ip(node), 30081) for _ in range(10)]
+        sources = {r["client"].rsplit(":", 1)[0] for r in replies}
+        if cluster.mode == "iptables":
+            # only the node's own pod serves, and it sees the client's own address (no SNAT)
+            assert {r["pod"] for r in replies} == {cluster.pod_on(node)}, node
+            assert sources == {client_ip}, node
+        else:
+            # userspace mode cannot keep the client address, as kube-proxy's userspace proxier
+            # could not: one relay in the node serves the port for cluster and external traffic
+            # alike, so Local is served like Cluster, and the relay dials the backend from the
+            # node, whose pod-network address (cni0's, or flannel.1's towards other nodes) is
+            # all the backend sees
+            lease = subnetenv.read(cluster.layout.node_run_dir(node) / subnetenv.FILENAME)
+            assert lease is not None
+            assert all(ip_address(s) in ip_network(lease.node_subnet) for s in sources), (node, sources)
+
+
+def test_scaling_3_to_1_stops_traffic_to_the_removed_backends_within_2_s(cluster):
+    pods = cluster.web_pods()
+    probe = cluster.netns("probe")
+    web, dns = cluster.vip("web"), cluster.vip("dns")
+    # before: a kept-open TCP connection and a UDP socket (its own conntrack entry or relay
+    # session) on each backend
+    conns: dict[str, Any] = {}
+    udp: dict[str, Any] = {}
+    for _ in range(100):
+        if len(conns) == len(udp) == 3:
+            break
+        if len(conns) < 3:
+            sock, reply = tcp_open(probe, web, 80)
+            if reply["pod"] in conns:
+                sock.close()
+            else:
+                conns[reply["pod"]] = sock
+        if len(udp) < 3:
+            usock = udp_socket(probe, timeout=3)
+            who = udp_ask(usock, dns, 53)["pod"]
+            if who in udp:
+                usock.close()
+            else:
+                udp[who] = usock
+    assert set(conns) == set(udp) == set(pods)
+    try:
+        start = time.monotonic()
+        cluster.kubectl("scale", "deployment/web", "--replicas=1")
+        while True:
+            try:
+                # a short timeout: a SYN sent to a removed pod's address goes unanswered, and
+                # must not hide for seconds that the rules have moved on meanwhile
+                seen = spread(probe, web, 80, n=12, timeout=0.25)
+            except (OSError, KeyError):  # unanswered, or a removed pod closing mid-reply
+                seen = Counter()
+            elapsed = time.monotonic() - start
+            if len(seen) == 1:
+                break
+            assert elapsed < 30, f"still {seen} 30 s after scaling to 1"
+        (answering,) = seen
+        (survivor,) = wait_for(lambda: len(left := cluster.web_pods()) == 1 and left, "one web pod left")
+        assert answering == survivor
+        assert elapsed <= 2.0, f"only {survivor} answered {elapsed:.2f} s after the scale command"
+        assert set(spread(probe, web, 80, n=SPREAD)) == {survivor}
+        conns[survivor].sendall(b"still there\n")
+        assert conns[survivor].recv(100) == b"still there\n"
+        # UDP sockets whose backend was removed move to the survivor: nothing keeps sending
+        # to a deleted backend (stale conntrack entries deleted, relay sessions dropped)
+        for who, usock in udp.items():
+            assert udp_ask(usock, dns, 53)["pod"] == survivor, f"the socket that talked to {who}"
+    finally:
+        for s in [*conns.values(), *udp.values()]:
+            s.close()
+    cluster.kubectl("scale", "deployment/web", "--replicas=3")
+    cluster.wait_web_on_every_node()
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, start time) of each child of `pid`."""
+    out = []
+    for child in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        if _parent(child) == pid and (started := processes.start_time(child)):
+            out.append((child, started))
+    return out
+
+
+def test_a_node_agent_runs_flanneld_the_kubelet_and_kube_proxy(cluster):
+    """`netlab agent` takes node3 over from the separate components `up` started."""
+    layout, node = cluster.layout, "node3"
+    url_before = cluster.json("get", "node", node)["metadata"]["annotations"][KUBELET_URL_ANNOTATION]
+    proxy_before = read_status(layout, node)["pid"]
+    for comp in (f"kubelet-{node}", f"kube-proxy-{node}", f"flanneld-{node}"):
+        assert processes.stop(layout, comp), comp
+    lab = state.load(layout)
+    lab.components.append(f"agent-{node}")  # so that `netlab down` stops it
+    state.save(layout, lab)
+    argv = [sys.executable, "-m", "netlab.cli", "agent", "--node", node, "--proxy-mode", cluster.mode]
+    agent = processes.start(layout, f"agent-{node}", argv)
+
+    def proxy_of_the_agent() -> bool:
+        st = read_status(layout, node)
+        return bool(st and st["pid"] != proxy_before and _parent(st["pid"]) == agent.pid)
+
+    wait_for(proxy_of_the_agent, "the agent's kube-proxy to sync", 60)
+    wait_for(
+        lambda: (
+            (n := cluster.json("get", "node", node))["metadata"]["annotations"][KUBELET_URL_ANNOTATION]
+            != url_before
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+        ),
+        "the agent's kubelet to register node3",
+    )
+    # flanneld, kubelet and kube-proxy, each a child of the agent
+    cluster.agent_children = _children(agent.pid)
+    assert len(cluster.agent_children) == 3, cluster.agent_children
+    # the adopted pod on node3 and the pods elsewhere reach each other again (flanneld leased
+    # node3's subnet back), and node3's kube-proxy serves its NodePort
+    pods = cluster.wait_web_on_every_node()
+    for name in pods:
+        assert set(spread(cluster.netns(name), cluster.vip("web"), 80, n=SPREAD)) == set(pods), name
+    assert set(spread(layout.client_netns, cluster.node_ip(node), 30080, n=SPREAD)) == set(pods)
+
+
+def kube_chains(netns: str) -> set[str]:
+    """Every KUBE-* chain in the namespace, in both iptables backends and both tables."""
+    return {
+        line[1:].split()[0]
+        for backend in BACKENDS
+        for table in ("nat", "filter")
+        for line in iptables_save(netns, table, backend).splitlines()
+        if line.startswith(":KUBE-")
+    }
+
+
+def relay_ports(view: str) -> set[int]:
+    return {int(p) for p in re.findall(r"relay :(\d+)", view)}
+
+
+def listening_ports(netns: str) -> set[int]:
+    out = kernel.run(netns, ["ss", "-Htuln"]).stdout
+    return {int(line.split()[4].rsplit(":", 1)[1]) for line in out.splitlines() if line.strip()}
+
+
+def test_switching_modes_keeps_services_reachable_and_leaves_nothing_of_the_old_mode(cluster):
+    other = "userspace" if cluster.mode == "iptables" else "iptables"
+    relays = {node: relay_ports(read_status(cluster.layout, node)["view"]) for node in NODES}
+    assert all(relays.values()) or cluster.mode == "iptables"
+    cluster.cli("proxy", "mode", other)
+    pods = cluster.web_pods()
+    for name in pods:
+        assert set(spread(cluster.netns(name), cluster.vip("web"), 80, n=SPREAD)) == set(pods), name
+    for node in NODES:
+        assert {tcp_ask(cluster.layout.client_netns, cluster.node_ip(node), 30080)["pod"]} <= set(pods)
+        assert read_status(cluster.layout, node)["mode"] == other
+        ns = cluster.layout.node_netns(node)
+        chains = kube_chains(ns)
+        if other == "userspace":
+            # nothing but the portal chains: no KUBE-SERVICES, -SVC-, -SEP-, -MARK-MASQ ...
+            assert chains == set(USERSPACE_CHAINS), (node, chains)
+        else:
+            assert not chains & set(USERSPACE_CHAINS), (node, chains)
+            assert {"KUBE-SERVICES", "KUBE-POSTROUTING"} <= chains
+            assert not relays[node] & listening_ports(ns), f"relay sockets left on {node}"
+    assert f"{other} mode" in cluster.cli("proxy", "show").stdout
+
+
+def test_down_leaves_nothing(cluster):
+    cluster.cli("down", timeout=300)
+    layout = cluster.layout
+    assert [ns for ns in kernel.list_netns() if ns.startswith(layout.prefix)] == []
+    assert CgroupTree(layout.prefix).leftovers() == []
+    assert processes.list_running(layout) == []
+    assert not [pid for pid, started in cluster.agent_children if processes.is_alive(pid, started)]
+    assert not layout.state_dir.exists() and not layout.run_dir.exists()
