@@ -28,6 +28,9 @@ def web(**kw) -> ServicePort:
 
 CASES = {
     "clusterip": snap(web(), ep("10.244.1.5"), ep("10.244.2.7", "node2")),
+    # a pod reaching itself through its Service: the SEP chain marks traffic from the endpoint
+    # itself for masquerade, so the reply comes back through the node and is un-NATed
+    "hairpin": snap(web(), ep("10.244.1.5")),
     "three_endpoints": snap(web(), ep("10.244.1.5"), ep("10.244.2.7", "node2"), ep("10.244.3.9", "node3")),
     "affinity": snap(web(affinity_timeout=10800), ep("10.244.1.5"), ep("10.244.2.7", "node2")),
     "nodeport": snap(web(node_port=30080), ep("10.244.1.5"), ep("10.244.2.7", "node2")),
