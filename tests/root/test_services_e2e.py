@@ -300,9 +300,21 @@ def test_scaling_3_to_1_stops_traffic_to_the_removed_backends_within_2_s(cluster
         conns[survivor].sendall(b"still there\n")
         assert conns[survivor].recv(100) == b"still there\n"
         # UDP sockets whose backend was removed move to the survivor: nothing keeps sending
-        # to a deleted backend (stale conntrack entries deleted, relay sessions dropped)
+        # to a deleted backend (stale conntrack entries deleted, relay sessions dropped). The
+        # dns Service's change may come a sync after web's, so a datagram sent before it can
+        # still go the old way and be lost; the next ones must not. Without the cleanup every
+        # datagram would refresh the stale entry and none would ever reach the survivor.
         for who, usock in udp.items():
-            assert udp_ask(usock, dns, 53)["pod"] == survivor, f"the socket that talked to {who}"
+            usock.settimeout(0.5)
+
+            def answered_by_survivor(usock: Any = usock) -> bool:
+                try:
+                    return udp_ask(usock, dns, 53)["pod"] == survivor
+                except TimeoutError:
+                    return False
+
+            wait_for(answered_by_survivor, f"the UDP socket that talked to {who} to reach {survivor}", 10)
+            assert udp_ask(usock, dns, 53)["pod"] == survivor
     finally:
         for s in [*conns.values(), *udp.values()]:
             s.close()
