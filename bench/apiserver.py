@@ -8,6 +8,10 @@ notes when the event arrives. The yardstick is the raw etcd round trip (a compar
 write and a point read through netlab's etcd client) measured in the same run; the ratios say
 what the HTTP, TLS, JSON and API logic on top of etcd cost.
 
+When it starts the apiserver itself, it also reports the apiserver's CPU time per call (per
+delivered event for the watch): on a shared machine that is a steadier measure of what a
+change to the server saved than latencies, which move with everything else running.
+
     .venv/bin/python bench/apiserver.py [--objects N] [--kubeconfig PATH]
 
 Target: mutating calls p99 < 50 ms and watch delivery p99 < 50 ms with 10 clients.
@@ -243,7 +247,18 @@ def start_stack(tmp: Path) -> tuple[Layout, subprocess.Popen[bytes], str]:
     return lay, proc, etcd_url
 
 
-async def main_async(api: Api, objects: int, etcd_url: str) -> None:
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (0 when not ours to measure)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def main_async(api: Api, objects: int, etcd_url: str, pid: int | None) -> None:
     yard = etcd_yardstick(etcd_url)
     print(
         f"etcd yardstick (one client): CAS write p50 {ms(yard['write_p50'])} ms "
@@ -258,7 +273,9 @@ async def main_async(api: Api, objects: int, etcd_url: str) -> None:
                 [], s.post(f"{api.server}/api/v1/namespaces", data=json.dumps({"metadata": {"name": ns}}))
             )
         per_client = max(objects // clients, 4)
+        cpu0 = cpu_seconds(pid)
         res = await run_level(api, clients, per_client, ns)
+        cpu = cpu_seconds(pid) - cpu0
         print(f"\n{clients} client(s), {per_client} objects each")
         print(f"  {'verb':7} {'calls':>6} {'calls/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p50/etcd':>9}")
         for verb, r in res.items():
@@ -269,6 +286,9 @@ async def main_async(api: Api, objects: int, etcd_url: str) -> None:
             )
         worst = max(res[v]["p99"] for v in mutating)
         print(f"  mutating p99 (worst verb): {ms(worst)} ms")
+        if pid is not None:
+            calls = sum(r["n"] for r in res.values())
+            print(f"  apiserver CPU: {cpu * 1e6 / calls:.0f} us per call ({calls} calls)")
     async with api.session() as s:
         await timed(
             [],
@@ -276,13 +296,17 @@ async def main_async(api: Api, objects: int, etcd_url: str) -> None:
                 f"{api.server}/api/v1/namespaces", data=json.dumps({"metadata": {"name": f"bench-{run}-w"}})
             ),
         )
+    cpu0 = cpu_seconds(pid)
     w = await watch_delay(
         api, watchers=50, writers=10, per_writer=max(objects // 10, 10), ns=f"bench-{run}-w"
     )
+    cpu = cpu_seconds(pid) - cpu0
     print(
         f"\nwatch delivery, 50 watchers, 10 writers: {w['events']:.0f} events, p50 {ms(w['p50'])} ms, "
         f"p99 {ms(w['p99'])} ms ({w['p99'] / yard['write_p50']:.1f}x an etcd write)"
     )
+    if pid is not None:
+        print(f"  apiserver CPU: {cpu * 1e6 / w['events']:.0f} us per delivered event (creates included)")
 
 
 def main() -> None:
@@ -303,7 +327,8 @@ def main() -> None:
             kc_path = tmp / "kubeconfig"
         kc = load_kubeconfig(kc_path)
         try:
-            asyncio.run(main_async(Api(kc.server, kc.token, kc.ca_pem), args.objects, etcd_url))
+            pid = proc.pid if proc is not None else None
+            asyncio.run(main_async(Api(kc.server, kc.token, kc.ca_pem), args.objects, etcd_url, pid))
         finally:
             if proc is not None:
                 proc.send_signal(signal.SIGTERM)
