@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from netlab.cluster import discovery, openapi, resources, status, tables
+from netlab.cluster import codec, discovery, openapi, resources, status, tables
 from netlab.cluster.registry import now
 from netlab.cluster.resources import Resource
 from netlab.cluster.selectors import parse_field_selector, parse_label_selector
@@ -36,7 +35,7 @@ _TRUE = ("true", "1", "True")
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return codec.dumps(obj)
 
 
 def json_response(obj: Any, code: int = 200) -> web.Response:
@@ -122,7 +121,7 @@ async def read_body(request: web.Request) -> Any:
     try:
         if "yaml" in ctype:
             return yaml.safe_load(raw)
-        return json.loads(raw)
+        return codec.loads(raw)
     except (ValueError, yaml.YAMLError) as e:
         raise status.bad_request(
             f"the request body is not valid {'YAML' if 'yaml' in ctype else 'JSON'}: {str(e).splitlines()[0]}"
@@ -325,7 +324,7 @@ class Handlers:
         if not raw.strip():
             return None
         try:
-            return json.loads(raw)
+            return codec.loads(raw)
         except ValueError:
             raise status.bad_request("the request body is not valid JSON") from None
 

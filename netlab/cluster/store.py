@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from netlab.cluster import status
+from netlab.cluster import codec, status
 from netlab.cluster.resources import Resource
 from netlab.cluster.status import ApiError
 from netlab.etcd import Compacted, EtcdClient, KeyValue, prefix_end
@@ -39,11 +39,11 @@ def encode(obj: Obj) -> bytes:
     meta = obj.get("metadata") or {}
     if "resourceVersion" in meta:
         obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return codec.dumps(obj)
 
 
 def decode(kv: KeyValue, revision: int | None = None) -> Obj:
-    obj: Obj = json.loads(kv.value)
+    obj: Obj = codec.loads(kv.value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(
         revision if revision is not None else kv.mod_revision
     )

@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from netlab.cluster import codec
 from netlab.cluster.resources import Resource
 from netlab.cluster.store import Store, decode
 from netlab.errors import NetlabError
@@ -135,7 +135,7 @@ class WatchCache:
             obj = dict(prev) if prev else {"metadata": {}}
             obj["metadata"] = {**obj.get("metadata", {}), "resourceVersion": str(ev.kv.mod_revision)}
             return Change("DELETED", ev.kv.key, obj, prev, ev.kv.mod_revision)
-        obj = json.loads(ev.kv.value)
+        obj = codec.loads(ev.kv.value)
         obj.setdefault("metadata", {})["resourceVersion"] = str(ev.kv.mod_revision)
         return Change("ADDED" if prev is None else "MODIFIED", ev.kv.key, obj, prev, ev.kv.mod_revision)
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
+import orjson
 import requests
 import requests.adapters
 from etcd3gw import exceptions as gw_errors
@@ -280,14 +281,14 @@ class EtcdClient:
         if self._pool is None:
             return self._post(path, body)
         try:
-            code, data = self._pool.post("/v3/" + path, json.dumps(body).encode())
+            code, data = self._pool.post("/v3/" + path, orjson.dumps(body))
         except (OSError, http.client.HTTPException) as e:
             reason = _short_reason(str(e) or repr(e))
             raise Unavailable(f"etcd at {self.url} is unreachable: {reason}") from None
         text = data.decode("utf-8", "replace")
         if code == 200:
             try:
-                result = json.loads(data)
+                result = orjson.loads(data)
             except ValueError:
                 raise EtcdError(f"etcd at {self.url}: malformed answer {text[:200]!r}") from None
             return result if isinstance(result, dict) else {}

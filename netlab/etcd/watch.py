@@ -38,6 +38,8 @@ import threading
 from types import TracebackType
 from typing import Any
 
+import orjson
+
 from netlab.errors import Unavailable
 from netlab.etcd.errors import Compacted, EtcdError, WatchCanceled
 from netlab.etcd.types import Event, Progress, b64, header_revision, to_int
@@ -125,7 +127,7 @@ class Watch:
             if not line:
                 continue
             try:
-                msg = json.loads(line)
+                msg = orjson.loads(line)
             except ValueError:
                 raise EtcdError(f"etcd at {self.url}: malformed watch message {line[:200]!r}") from None
             return msg if isinstance(msg, dict) else {}
