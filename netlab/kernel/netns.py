@@ -8,19 +8,22 @@ sysctl) runs on a short-lived thread that joins the namespace with setns(2) and 
 setns affects only the calling thread, so the process's main thread never changes namespace,
 and a thread that ends cannot leak its namespace to later work. pyroute2 does the same job by
 forking a child per socket, which costs about 7 ms here against under 1 ms for a thread.
+
+Creating a namespace is the same trick: a throwaway thread unshares its network namespace and
+the namespace is bind-mounted from `/proc/thread-self/ns/net`, which is what `ip netns add`
+does in its own process. pyroute2's `netns.create` forks the caller for it, and its child
+looks the C library up with `ldconfig -p` every time: about 5 ms of CPU per namespace in a
+large process such as a kubelet, against well under 1 ms on a thread.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import threading
 from collections.abc import Callable
 from typing import TypeVar
-
-from pyroute2 import netns as _pr_netns
 
 from netlab.errors import KernelError, NotFound
 
@@ -28,8 +31,14 @@ NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUTS = 0x04000000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+# the C library is already loaded into the interpreter; dlopen(NULL) finds it without the
+# `ldconfig -p` run that ctypes.util.find_library costs
+_libc = ctypes.CDLL(None, use_errno=True)
 
 T = TypeVar("T")
 
@@ -50,16 +59,60 @@ def netns_exists(name: str) -> bool:
     return os.path.exists(netns_path(name))
 
 
+def _mount(source: str, target: str, flags: int) -> int:
+    """mount(2) without a file system type; 0 or the errno."""
+    if _libc.mount(source.encode(), target.encode(), b"none", flags, None) != 0:
+        return ctypes.get_errno()
+    return 0
+
+
+def _share_netns_dir() -> None:
+    """Make NETNS_DIR a shared mount point, as iproute2 does before every `ip netns add`, so
+    that the namespaces mounted under it show in mount namespaces made later."""
+    os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
+    err = _mount("", NETNS_DIR, MS_SHARED | MS_REC)
+    if err == errno.EINVAL:  # not a mount point yet: bind it onto itself first
+        err = _mount(NETNS_DIR, NETNS_DIR, MS_BIND | MS_REC) or _mount("", NETNS_DIR, MS_SHARED | MS_REC)
+    if err:
+        raise KernelError(f"cannot make {NETNS_DIR} a shared mount point: {os.strerror(err)}", err)
+
+
+def _unshare_and_mount(path: str) -> None:
+    """On a throwaway thread: a new network namespace for it, pinned at `path`."""
+    if _libc.unshare(CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise KernelError(f"cannot create a network namespace: {os.strerror(err)}", err)
+    err = _mount("/proc/thread-self/ns/net", path, MS_BIND)
+    if err:
+        raise KernelError(f"cannot mount the network namespace on {path}: {os.strerror(err)}", err)
+
+
 def ensure_netns(name: str) -> bool:
     """Create the named namespace unless it exists. Returns True when it was created."""
     if netns_exists(name):
         return False
+    path = netns_path(name)
+    _share_netns_dir()
     try:
-        _pr_netns.create(name)
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    except FileExistsError:
+        return False
     except OSError as e:
-        if e.errno == errno.EEXIST:
-            return False
         raise KernelError(f"cannot create network namespace {name}: {e.strerror}", e.errno) from e
+    box: dict[str, BaseException] = {}
+
+    def work() -> None:
+        try:
+            _unshare_and_mount(path)
+        except BaseException as e:  # handed to the caller's thread below
+            box["error"] = e
+
+    t = threading.Thread(target=work, name=f"netns-add:{name}")
+    t.start()
+    t.join()
+    if "error" in box:
+        os.unlink(path)
+        raise box["error"]
     return True
 
 
@@ -72,7 +125,7 @@ def delete_netns(name: str) -> bool:
     path = netns_path(name)
     if not os.path.exists(path):
         return False
-    _libc.umount2(path.encode(), 2)  # MNT_DETACH; EINVAL when not mounted is fine
+    _libc.umount2(path.encode(), MNT_DETACH)  # EINVAL when not mounted is fine
     try:
         os.unlink(path)
     except FileNotFoundError:
