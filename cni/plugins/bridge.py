@@ -209,7 +209,7 @@ class BridgePlugin:
     def _delegates(self, a: CmdArgs) -> Delegates:
         return Delegates(
             a.env,
-            argv_for=lambda exe: kernel.in_netns(self.netns, [exe]),
+            netns=self.netns,
             in_process=lambda key: make_plugin(key, self.netns),
             own_netns=self.own_netns,
         )

@@ -40,7 +40,6 @@ from typing import Any
 
 from cni.plugins import make_plugin
 from cni.plugins.host_local import valid_attachments
-from netlab import kernel
 from netlab.cni.delegate import Delegates
 from netlab.cni.skel import CmdArgs
 from netlab.cni.types import (
@@ -188,7 +187,7 @@ class FlannelPlugin:
     def _delegates(self, a: CmdArgs) -> Delegates:
         return Delegates(
             a.env,
-            argv_for=lambda exe: kernel.in_netns(self.netns, [exe]),
+            netns=self.netns,
             in_process=lambda key: make_plugin(key, self.netns),
             own_netns=self.own_netns,
         )

@@ -19,12 +19,13 @@ reference `host-local`, a third-party IPAM) is exec'd.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from netlab.cni.types import INTERNAL, INVALID_NETWORK_CONFIG, CniError, Result
+from netlab.errors import NotFound
+from netlab.kernel import run_process
 
 if TYPE_CHECKING:
     from netlab.cni.skel import Plugin
@@ -75,21 +76,21 @@ def own_plugin_key(exe: str) -> str | None:
 class Delegates:
     """Runs delegates for one plugin invocation.
 
-    `env`: the invocation's environment. `argv_for(exe)`: how to exec a plugin in the
-    namespace the calling plugin acts in (identity for a plugin process; nsenter for the
+    `env`: the invocation's environment. `netns`: the namespace the calling plugin acts in,
+    where an exec'd delegate runs too (None for a plugin process: its own; the node's for the
     node's CNI server). `in_process(key)`: builds one of netlab's own plugins.
     """
 
     def __init__(
         self,
         env: Mapping[str, str],
-        argv_for: Callable[[str], list[str]],
+        netns: str | None = None,
         in_process: Callable[[str], Plugin] | None = None,
         own_netns: str = "/proc/self/ns/net",
     ) -> None:
         self.env = env
         self.path = [p for p in env.get("CNI_PATH", "").split(":") if p]
-        self.argv_for = argv_for
+        self.netns = netns
         self.in_process = in_process
         self.own_netns = own_netns
 
@@ -106,9 +107,11 @@ class Delegates:
             status, out, err = reply.status, reply.stdout, reply.stderr
         else:
             try:
-                proc = subprocess.run(self.argv_for(exe), input=stdin, env=env, capture_output=True)
+                proc = run_process(self.netns, [exe], input=stdin, env=env)
             except OSError as e:
                 raise CniError(INTERNAL, f"cannot execute {exe}: {e.strerror}", plugin=plugin_type) from None
+            except NotFound as e:
+                raise CniError(INTERNAL, f"cannot execute {exe}: {e}", plugin=plugin_type) from None
             status, out, err = proc.returncode, proc.stdout, proc.stderr
         if err:
             sys.stderr.write(err.decode(errors="replace"))

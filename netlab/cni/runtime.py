@@ -6,9 +6,11 @@ the sandbox runtime (`netlab sandbox run`) and the kubelet:
 - plugins are found by `type` in `plugin_dirs` (the `CNI_PATH`), executed with the caller's
   environment plus `CNI_COMMAND`, `CNI_CONTAINERID`, `CNI_NETNS`, `CNI_IFNAME`, `CNI_ARGS`,
   `CNI_PATH`, and their request on stdin (see `config.plugin_request`);
-- they run in `plugin_netns`, the *node's* network namespace (entered with nsenter), since a
-  plugin acts on "its own" namespace: the bridge, the host veth and `ip_forward` land there,
-  the pod side in `CNI_NETNS`. `None` means the caller's own namespace (a real host);
+- they run in `plugin_netns`, the *node's* network namespace, since a plugin acts on "its
+  own" namespace: the bridge, the host veth and `ip_forward` land there, the pod side in
+  `CNI_NETNS`. The plugin is started from a thread that has joined that namespace
+  (`kernel.run_process`), which saves an `nsenter` process per call. `None` means the
+  caller's own namespace (a real host);
 - ADD runs the list in order, each plugin getting the previous one's result as `prevResult`;
   the final result is cached (`cache.ResultCache`). When ADD fails, the runtime runs DEL for
   the whole list before raising (the spec requires a DEL after a failed ADD; doing it here
@@ -52,8 +54,8 @@ from netlab.cni.types import (
     Result,
     version_ge,
 )
-from netlab.errors import AlreadyExists
-from netlab.kernel import in_netns, netns_path
+from netlab.errors import AlreadyExists, NotFound
+from netlab.kernel import netns_path, run_process
 
 log = logging.getLogger("netlab.cni")
 
@@ -370,14 +372,9 @@ class CniRuntime:
             CNI_ARGS=_args_string(args),
             CNI_PATH=self.cni_path,
         )
-        argv = in_netns(self.plugin_netns, [exe])
         try:
-            proc = subprocess.run(
-                argv,
-                input=json.dumps(request).encode(),
-                env=env,
-                capture_output=True,
-                timeout=self.timeout,
+            proc = run_process(
+                self.plugin_netns, [exe], input=json.dumps(request).encode(), env=env, timeout=self.timeout
             )
         except subprocess.TimeoutExpired:
             raise CniError(
@@ -385,6 +382,8 @@ class CniRuntime:
             ) from None
         except OSError as e:
             raise CniError(INTERNAL, f"cannot execute {exe}: {e.strerror}", plugin=plugin_type) from None
+        except NotFound as e:
+            raise CniError(INTERNAL, f"cannot execute {exe}: {e}", plugin=plugin_type) from None
         if proc.stderr:
             log.debug("%s %s stderr: %s", plugin_type, command, proc.stderr.decode(errors="replace").strip())
         if proc.returncode != 0:

@@ -5,7 +5,7 @@ sysctls and (later) packet-filter and load-balancer state. It decides nothing: c
 they want and the functions here make it so, idempotently.
 """
 
-from netlab.kernel.commands import in_netns, run
+from netlab.kernel.commands import in_netns, popen_in_netns, run, run_process
 from netlab.kernel.ethtool import get_offloads, set_offloads
 from netlab.kernel.netns import (
     delete_netns,
@@ -37,7 +37,9 @@ __all__ = [
     "netns_inode",
     "netns_path",
     "netns_pids",
+    "popen_in_netns",
     "run",
+    "run_process",
     "run_in_netns",
     "set_offloads",
     "set_sysctl",
