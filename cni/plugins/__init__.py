@@ -4,12 +4,16 @@ Each plugin is a class with `add`, `delete`, `check`, `gc` and `status` (see
 `netlab.cni.skel.Plugin`), built for the namespace it acts in: `netns=None` means this
 process's own namespace (a plugin process, which the runtime started in the node's
 namespace); a path means that namespace (the node's CNI server, which may live elsewhere).
-Plugins keep no state between calls, so one instance may serve concurrent calls.
+Plugins keep no state about containers between calls, so one instance may serve concurrent
+calls: `make_plugin` hands out one instance per plugin and namespace, so that a delegate run
+in-process (netlab-flannel's bridge) shares the per-thread netlink handles of the instance
+serving direct calls.
 """
 
 from __future__ import annotations
 
 import importlib
+import threading
 
 from netlab.cni.skel import Plugin
 
@@ -22,7 +26,16 @@ PLUGINS = {
 }
 
 
+_instances: dict[tuple[str, str | None], Plugin] = {}
+_lock = threading.RLock()
+
+
 def make_plugin(name: str, netns: str | None) -> Plugin:
-    module, cls = PLUGINS[name]
-    plugin: Plugin = getattr(importlib.import_module(module), cls)(netns)
-    return plugin
+    """The plugin `name` acting in `netns`, made on first use."""
+    with _lock:
+        plugin = _instances.get((name, netns))
+        if plugin is None:
+            module, cls = PLUGINS[name]
+            plugin = getattr(importlib.import_module(module), cls)(netns)
+            _instances[(name, netns)] = plugin
+        return plugin

@@ -1,19 +1,25 @@
-"""Running a plugin's delegate (its IPAM plugin), as SPEC.md section "Delegated plugins" says.
+"""Running a plugin's delegate, as SPEC.md section "Delegated plugins" says.
 
-The delegate is the first executable named by `ipam.type` on `CNI_PATH`. It runs with the
-caller's own environment (only `CNI_COMMAND` changes), receives the caller's whole request on
-stdin, and answers like any plugin: a result on stdout, or an error object and status 1.
+A delegate is an IPAM plugin (`ipam.type`, for the bridge) or a whole plugin (`delegate.type`,
+for flannel's meta plugin): the first executable of that name on `CNI_PATH`. It runs with the
+caller's own environment (only `CNI_COMMAND` changes), in the namespace the caller acts in,
+receives its request on stdin, and answers like any plugin: a result on stdout, or an error
+object and status 1.
 
-When that executable is netlab's own host-local, the call runs in this process instead:
-`dispatch` of the same plugin class the executable would have loaded, with the same
+When that executable is netlab's own host-local or bridge, the call runs in this process
+instead: `dispatch` of the same plugin class the executable would have loaded, with the same
 environment and the same stdin, and its reply decoded exactly as an exec'd plugin's would be.
-That is equivalent to exec'ing it because host-local touches nothing but its files under
-`dataDir` (same filesystem, same flock, whoever holds it) and has no state of its own between
-calls; what is saved is a process start, which dominates the cost of an ADD. "Our own" means:
-the file is a launcher written by `netlab cni install-plugins` for this same source tree, or
-the console script of this same Python environment (`sys.prefix`), so the code that runs
-in-process is the code the executable would have run. Anything else on `CNI_PATH` (the
-reference `host-local`, a third-party IPAM) is exec'd.
+That is equivalent to exec'ing it because neither keeps state of its own between calls and
+both act only on what the call names: host-local on its files under `dataDir` (same
+filesystem, same flock, whoever holds it), the bridge on the namespace the caller acts in
+(the same one an exec'd delegate would run in, passed down as `netns`) and the pod's
+`CNI_NETNS`. The exec'd launcher would in turn hand the call to the node's CNI server, that
+is to this very code, or run it itself. What is saved is a process start (for the bridge
+under flannel, also a second round trip to the server), which dominates the cost of an ADD.
+"Our own" means: the file is a launcher written by `netlab cni install-plugins` for this same
+source tree, or the console script of this same Python environment (`sys.prefix`), so the
+code that runs in-process is the code the executable would have run. Anything else on
+`CNI_PATH` (the reference `bridge` and `host-local`, a third-party plugin) is exec'd.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ LAUNCHER_MARK = "# netlab CNI plugin launcher"
 # executable name -> (module of its console script, launcher argument)
 OWN_PLUGINS = {
     "netlab-host-local": ("cni.host_local", "host-local"),
+    "netlab-bridge": ("cni.bridge", "bridge"),
 }
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -51,7 +58,8 @@ def find_plugin(plugin_type: str, path: Sequence[str | os.PathLike[str]]) -> str
 
 
 def own_plugin_key(exe: str) -> str | None:
-    """The launcher key ("host-local") when `exe` is netlab's own plugin for this code, else None."""
+    """The launcher key ("host-local", "bridge") when `exe` is netlab's own plugin for this
+    code, else None."""
     name = os.path.basename(exe)
     if name not in OWN_PLUGINS:
         return None

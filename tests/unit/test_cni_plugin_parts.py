@@ -119,6 +119,10 @@ def test_own_plugin_detection(tmp_path):
     ours.write_text(launcher_text("host-local"))
     ours.chmod(0o755)
     assert own_plugin_key(str(ours)) == "host-local"
+    for name, key in (("bridge", "bridge"), ("loopback", None), ("flannel", None)):
+        launcher = tmp_path / f"netlab-{name}"
+        launcher.write_text(launcher_text(name))
+        assert own_plugin_key(str(launcher)) == key  # only delegates run in-process
     other_tree = tmp_path / "other" / "netlab-host-local"
     other_tree.parent.mkdir()
     other_tree.write_text(launcher_text("host-local").replace(launch.SOURCE_ROOT, "/somewhere/else"))
