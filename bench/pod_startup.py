@@ -19,6 +19,10 @@ prints:
   printed too, as what the timings above saw;
 - the share of the pods' creation-to-Ready time spent in the CNI plugins, from the kubelets'
   `/metrics` (CNI ADD seconds summed over the pods, divided by creation-to-Ready summed);
+- CPU seconds per pod by lab component (etcd, apiserver, each kubelet with the plugins,
+  pause processes, shims and containers it started and reaped, each CNI server...), from
+  /proc over the whole round including the deletion, and the machine's total for comparison
+  (the machine is shared: its total includes other users' work and the kernel's own threads);
 - yardstick: the same number of sandboxes with the same container started straight through
   the container runtime on the same nodes, with no apiserver, scheduler or kubelet (the
   runtime's own p99, in parallel per node as the kubelets run them), and the ratio.
@@ -136,7 +140,29 @@ def kubelet_metrics(client: ApiClient) -> dict[tuple[str, str], float]:
     return total
 
 
-def one_round(client: ApiClient, n: int, timeout: float) -> dict[str, float]:
+def _cpu(pid: int) -> float:
+    """CPU seconds of a process and of the children it has reaped (utime, stime, cutime, cstime)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_component(layout: Layout) -> dict[str, float]:
+    """CPU seconds so far of every running lab component, children reaped included."""
+    return {r.name: _cpu(r.pid) for r in processes.list_running(layout)}
+
+
+def machine_cpu() -> float:
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in f.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def one_round(client: ApiClient, layout: Layout, n: int, timeout: float) -> dict[str, Any]:
+    cpu_before, machine_before = cpu_by_component(layout), machine_cpu()
     before = kubelet_metrics(client)
     rv = client.list("pods", NAMESPACE)["metadata"]["resourceVersion"]
     w = Watcher(client)
@@ -171,7 +197,11 @@ def one_round(client: ApiClient, n: int, timeout: float) -> dict[str, float]:
     client.delete("deployments", "bench", NAMESPACE, propagation="Foreground")
     while client.list("pods", NAMESPACE, label_selector="app=bench")["items"]:
         time.sleep(0.2)
+    cpu_after, machine_after = cpu_by_component(layout), machine_cpu()
+    cpu = {k: (v - cpu_before.get(k, 0.0)) / n for k, v in cpu_after.items()}
     return {
+        "cpu_per_pod": {k: round(v, 4) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])},
+        "machine_cpu_per_pod": (machine_after - machine_before) / n,
         "p50": percentile(to_ready, 50),
         "p99": percentile(to_ready, 99),
         "binds_per_s": (len(binds) - 1) / (binds[-1] - binds[0])
@@ -267,7 +297,7 @@ def main() -> int:
         with ApiClient.from_kubeconfig(layout.kubeconfig) as client:
             rounds = []
             for r in range(args.rounds):
-                res = one_round(client, args.pods, args.timeout)
+                res = one_round(client, layout, args.pods, args.timeout)
                 rounds.append(res)
                 print(
                     f"round {r + 1}: creation-to-Ready p50 {res['p50']:.2f} s, p99 {res['p99']:.2f} s; "
@@ -280,6 +310,12 @@ def main() -> int:
                     f"per pod: sandbox {res['sandbox_mean'] * 1000:.0f} ms (CNI included), "
                     f"container start {res['start_mean'] * 1000:.0f} ms"
                 )
+                top = ", ".join(f"{k} {v * 1000:.0f}" for k, v in list(res["cpu_per_pod"].items())[:8])
+                lab_ms = sum(res["cpu_per_pod"].values()) * 1000
+                print(
+                    f"  CPU ms per pod (create and delete): lab {lab_ms:.0f} ({top}); "
+                    f"machine {res['machine_cpu_per_pod'] * 1000:.0f}"
+                )
             backlog = binding_throughput(client, layout, args.pods, args.timeout)
         yard = yardstick(layout, args.pods)
         p99 = statistics.median(r["p99"] for r in rounds)
@@ -291,6 +327,8 @@ def main() -> int:
         )
         share = statistics.median(r["cni_share"] for r in rounds)
         print(f"share of creation-to-Ready in CNI: {share * 100:.1f}%")
+        lab_cpu = statistics.median(sum(r["cpu_per_pod"].values()) for r in rounds)
+        print(f"lab CPU per pod (create and delete): {lab_cpu * 1000:.0f} ms; load average {os.getloadavg()}")
         print(f"yardstick: runtime alone (sandbox + container, no control plane) p99 {yard:.2f} s; "
               f"ratio {p99 / yard:.1f}x")  # fmt: skip
         return 0
