@@ -659,20 +659,32 @@ class Registry:
             st["conditions"] = conds
             return pod
 
+        # As upstream's cacher does for GuaranteedUpdate: start from the watch cache (or our
+        # own last write), write on that revision, and read etcd only when the guess was stale
+        # (a conflict) or would refuse the binding; a dry run always reads.
         async with self._lock(resources.PODS, ns, name):
+            fresh = dry_run
             for _ in range(_RETRIES):
-                old = await self.store.get(resources.PODS, ns, name)
-                new = bind_pod(copy.deepcopy(old))
+                old, guessed = await self._current(resources.PODS, ns, name, fresh)
+                fresh = True
+                try:
+                    new = bind_pod(copy.deepcopy(old))
+                except ApiError:
+                    if guessed:
+                        continue  # judge the binding against the stored pod, not a guess
+                    raise
                 if dry_run:
                     return new
                 try:
-                    return await self.store.update(
+                    written = await self.store.update(
                         resources.PODS, new, parse_rv(old["metadata"]["resourceVersion"])
                     )
                 except ApiError as e:
-                    if is_conflict(e):
+                    if is_conflict(e) or (e.code == 404 and guessed):
                         continue
                     raise
+                self._remember(resources.PODS, written)
+                return written
         raise status.conflict("pods/binding", name, status.STALE)
 
     @staticmethod

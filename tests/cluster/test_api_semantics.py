@@ -14,6 +14,7 @@ from kubernetes import watch as k8s_watch
 
 from netlab.cluster.client import ApiClient, Gone
 from netlab.cluster.status import ApiError
+from netlab.etcd import EtcdClient
 from tests.cluster.conftest import ApiServerForTest, apiserver_fixture
 
 pytestmark = pytest.mark.etcd
@@ -284,6 +285,34 @@ def test_graceful_pod_deletion_and_finalizers(api: ApiServerForTest) -> None:
             c.delete("configmaps", "pre", "default", preconditions={"uid": "not-the-uid"})
         assert e.value.code == 409
         c.delete("configmaps", "pre", "default", preconditions={"uid": cm["metadata"]["uid"]})
+
+
+def test_binding_checks_the_stored_pod_when_its_cache_is_behind(api: ApiServerForTest) -> None:
+    """Bindings start from the watch cache; a pod changed behind the apiserver's back (straight
+    in etcd, so its cache may not have seen it yet) is bound from what etcd holds."""
+    key = "/registry/pods/default/{}"
+    with api.client() as c, EtcdClient(api.etcd_url) as etcd:
+        c.create("pods", pod("bind-stale"), "default")
+        kv = etcd.get(key.format("bind-stale"))
+        assert kv is not None
+        stored = json.loads(kv.value)
+        stored["metadata"]["labels"]["changed"] = "in-etcd"
+        assert etcd.update(kv.key, json.dumps(stored), kv.mod_revision).succeeded
+        c.bind("default", "bind-stale", "node1")
+        got = c.get("pods", "bind-stale", "default")
+        assert got["spec"]["nodeName"] == "node1"
+        assert got["metadata"]["labels"]["changed"] == "in-etcd"  # not lost to a stale copy
+
+        c.create("pods", pod("bind-taken"), "default")
+        kv = etcd.get(key.format("bind-taken"))
+        assert kv is not None
+        stored = json.loads(kv.value)
+        stored["spec"]["nodeName"] = "node2"  # bound by someone else, unknown to the cache
+        assert etcd.update(kv.key, json.dumps(stored), kv.mod_revision).succeeded
+        with pytest.raises(ApiError) as e:
+            c.bind("default", "bind-taken", "node1")
+        assert e.value.code == 409 and "already assigned" in e.value.message
+        assert c.get("pods", "bind-taken", "default")["spec"]["nodeName"] == "node2"
 
 
 def test_namespace_deletion_removes_contents(api: ApiServerForTest) -> None:
