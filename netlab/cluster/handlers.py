@@ -24,7 +24,7 @@ from netlab.cluster.resources import Resource
 from netlab.cluster.selectors import parse_field_selector, parse_label_selector
 from netlab.cluster.status import ApiError
 from netlab.cluster.store import parse_rv
-from netlab.cluster.watchcache import Change
+from netlab.cluster.watchcache import Change, match_all
 
 if TYPE_CHECKING:
     from netlab.cluster.server import ApiServer
@@ -331,6 +331,8 @@ class Handlers:
     def _keep(self, request: web.Request, res: Resource) -> Any:
         labels = parse_label_selector(request.query.get("labelSelector"))
         fields = parse_field_selector(request.query.get("fieldSelector"), res.plural)
+        if labels.empty and not fields.requirements:
+            return match_all  # watches know it and skip matching
 
         def keep(obj: Obj) -> bool:
             return labels.matches((obj.get("metadata") or {}).get("labels")) and fields.matches(obj)

@@ -45,6 +45,11 @@ class Change:
     line: bytes | None = field(default=None, compare=False, repr=False)
 
 
+def match_all(obj: Obj) -> bool:
+    """The selector of a watch without label or field selectors."""
+    return True
+
+
 @dataclass(eq=False)
 class Subscriber:
     """One API watch: a queue of changes (None means: the cache dropped this watcher, 410)."""
@@ -55,7 +60,13 @@ class Subscriber:
     queue: asyncio.Queue[Change | None] = field(default_factory=asyncio.Queue)
 
     def offer(self, ch: Change) -> None:
+        """Queue `ch` as this watcher sees it. The change itself is queued whenever it can be,
+        so its encoded line is shared by every watcher it reaches."""
         if ch.revision <= self.since or not ch.key.startswith(self.prefix):
+            return
+        if self.match is match_all:
+            if ch.type != "DELETED" or ch.prev is not None:
+                self.queue.put_nowait(ch)
             return
         now = self.match(ch.obj) if ch.type != "DELETED" else False
         before = ch.prev is not None and self.match(ch.prev)
@@ -65,7 +76,9 @@ class Subscriber:
         elif now and before:
             self.queue.put_nowait(ch)
         elif now:
-            self.queue.put_nowait(Change("ADDED", ch.key, ch.obj, ch.prev, ch.revision))
+            # a new object, or one that entered the selector: ADDED to this watcher
+            added = ch if ch.type == "ADDED" else Change("ADDED", ch.key, ch.obj, ch.prev, ch.revision)
+            self.queue.put_nowait(added)
         elif before:
             # the object left the selector: to this watcher it is gone
             self.queue.put_nowait(Change("DELETED", ch.key, ch.obj, ch.prev, ch.revision))
