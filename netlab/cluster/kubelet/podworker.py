@@ -208,7 +208,7 @@ class PodWorker:
         for w in self._probes.values():
             w.stop()
         self._probes.clear()
-        sb = self.runtime.sandbox_for(self.uid)
+        sb = self.runtime.sandbox_for(pod)
         if sb is None:
             return
         running = [c for c in self.runtime.containers(sb) if c.alive()]
@@ -224,7 +224,7 @@ class PodWorker:
     # running ----------------------------------------------------------------------------
 
     def _sandbox(self, pod: Obj) -> Sandbox | None:
-        sb = self.runtime.sandbox_for(self.uid)
+        sb = self.runtime.sandbox_for(pod)
         if sb is not None and sb.status == "ready" and sb.pause_alive():
             return sb
         if sb is not None:

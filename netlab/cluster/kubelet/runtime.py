@@ -117,11 +117,19 @@ class PodRuntime:
             if sb.node == self.node.name and POD_UID_LABEL in sb.labels
         ]
 
-    def sandbox_for(self, uid: str) -> Sandbox | None:
-        for sb in self.sandboxes():
-            if sb.labels.get(POD_UID_LABEL) == uid:
-                return sb
-        return None
+    def sandbox_for(self, pod: Obj) -> Sandbox | None:
+        """The pod's sandbox on this node, if there is one.
+
+        Read by name (the name follows from the pod), not by listing every sandbox of the lab:
+        a pod worker asks on every sync, and a listing reads one record per pod."""
+        ns, name, uid = pod_key(pod)
+        try:
+            sb = sbx.get(self.layout, sandbox_name(ns, name, self.node.taken))
+        except NetlabError:
+            return None
+        if sb.node != self.node.name or sb.labels.get(POD_UID_LABEL) != uid:
+            return None
+        return sb
 
     def create_sandbox(self, pod: Obj) -> Sandbox:
         ns, name, uid = pod_key(pod)

@@ -179,8 +179,7 @@ class KubeletServer:
         return pod, container
 
     def _running(self, pod: Obj, container: str, attempt: int | None = None) -> Container | None:
-        uid = (pod.get("metadata") or {}).get("uid") or ""
-        sb = self.kubelet.runtime.sandbox_for(uid)
+        sb = self.kubelet.runtime.sandbox_for(pod)
         if sb is None:
             return None
         runs = [c for c in self.kubelet.runtime.containers(sb) if c.name == container]
