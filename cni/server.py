@@ -9,14 +9,18 @@ calls instead (see `cni/launch.py` for the client side and the wire format):
   `@netlab-cni/1` inside that namespace (abstract sockets are scoped by network namespace),
   so a plugin reaches it only when the runtime ran the plugin there;
 - a call carries the plugin's name, environment and stdin; the server runs the same
-  `netlab.cni.skel.dispatch` of the same plugin class the executable would have loaded,
-  built for the served namespace (`netns=` path), and returns stdout, stderr and status;
+  `netlab.cni.skel.dispatch` of the same plugin class the executable would have loaded and
+  returns stdout, stderr and status;
+- calls run on worker threads that joined the served namespace when they started (setns
+  affects only the calling thread; the main thread stays where it is), so a plugin acts in
+  "its own" namespace exactly as a plugin process that the runtime started there: netlink
+  sockets, sysctls and the tools and delegates it runs all land in the node's namespace
+  without a trip through another thread or `nsenter` per step;
 - calls from a different source tree are declined (the executable then runs itself), so the
   server never answers with code other than the caller's;
 - only root (or the server's own user) may call: the peer's uid is checked (SO_PEERCRED);
-- calls run on a pool of worker threads; plugins keep nothing about containers between
-  calls and serialise shared state themselves (host-local's flock), exactly as separate
-  processes would.
+- plugins keep nothing about containers between calls and serialise shared state
+  themselves (host-local's flock), exactly as separate processes would.
 
 When no server runs, the executables do the same work themselves; the server only makes it
 faster. `netlab cni-server [--netns NAME]` runs one.
@@ -37,9 +41,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from cni import launch
 from cni.plugins import PLUGINS, make_plugin
-from netlab.cni.skel import Plugin, Reply, dispatch
+from netlab.cni.skel import OWN_NETNS, Plugin, Reply, dispatch
 from netlab.errors import AlreadyExists, KernelError
 from netlab.kernel import netns_path, run_in_netns
+from netlab.kernel.netns import setns_current_thread
 
 log = logging.getLogger("netlab.cni.server")
 
@@ -52,11 +57,19 @@ class CniServer:
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns_path(netns) if netns else None
-        self.plugins: dict[str, Plugin] = {name: make_plugin(name, self.netns) for name in PLUGINS}
+        # built for "their own" namespace: the workers run them inside the served one
+        self.plugins: dict[str, Plugin] = {name: make_plugin(name, None) for name in PLUGINS}
         self.sock = run_in_netns(self.netns, self._bind)
         self._stopping = threading.Event()
-        # persistent workers: plugins keep per-thread netlink handles to the node
-        self._workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="cni-call")
+        # persistent workers, each joined to the served namespace for its whole life; plugins
+        # keep per-thread netlink handles to the node
+        self._workers = ThreadPoolExecutor(
+            max_workers=WORKERS, thread_name_prefix="cni-call", initializer=self._join_netns
+        )
+
+    def _join_netns(self) -> None:
+        if self.netns is not None:
+            setns_current_thread(self.netns)
 
     def _bind(self) -> socket.socket:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -146,7 +159,7 @@ class CniServer:
         return launch.encode(str(reply.status).encode(), reply.stdout, reply.stderr)
 
     def call(self, name: str, env: dict[str, str], stdin: bytes) -> Reply:
-        return dispatch(self.plugins[name], env, stdin, self.netns or "/proc/self/ns/net")
+        return dispatch(self.plugins[name], env, stdin, OWN_NETNS)
 
 
 def _decode_env(blob: bytes) -> dict[str, str]:

@@ -54,7 +54,7 @@ from cni.plugins import make_plugin
 from cni.plugins.host_local import valid_attachments
 from netlab import kernel
 from netlab.cni.delegate import Delegates
-from netlab.cni.skel import CmdArgs
+from netlab.cni.skel import OWN_NETNS, CmdArgs
 from netlab.cni.types import (
     DNS,
     INTERNAL,
@@ -203,7 +203,7 @@ class BridgePlugin:
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns  # the node's namespace; None: this process's own
-        self.own_netns = netns or "/proc/self/ns/net"
+        self.own_netns = netns or OWN_NETNS
         self.node = NodeHandles(netns)
 
     def _delegates(self, a: CmdArgs) -> Delegates:

@@ -41,7 +41,7 @@ from typing import Any
 from cni.plugins import make_plugin
 from cni.plugins.host_local import valid_attachments
 from netlab.cni.delegate import Delegates
-from netlab.cni.skel import CmdArgs
+from netlab.cni.skel import OWN_NETNS, CmdArgs
 from netlab.cni.types import (
     DECODING_FAILURE,
     INVALID_NETWORK_CONFIG,
@@ -182,7 +182,7 @@ class FlannelPlugin:
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
-        self.own_netns = netns or "/proc/self/ns/net"
+        self.own_netns = netns or OWN_NETNS
 
     def _delegates(self, a: CmdArgs) -> Delegates:
         return Delegates(

@@ -29,6 +29,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from netlab.cni.skel import OWN_NETNS
 from netlab.cni.types import INTERNAL, INVALID_NETWORK_CONFIG, CniError, Result
 from netlab.errors import NotFound
 from netlab.kernel import run_process
@@ -94,7 +95,7 @@ class Delegates:
         env: Mapping[str, str],
         netns: str | None = None,
         in_process: Callable[[str], Plugin] | None = None,
-        own_netns: str = "/proc/self/ns/net",
+        own_netns: str = OWN_NETNS,
     ) -> None:
         self.env = env
         self.path = [p for p in env.get("CNI_PATH", "").split(":") if p]

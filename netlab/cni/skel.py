@@ -51,6 +51,9 @@ from netlab.cni.types import (
 from netlab.errors import ConfigError, NetlabError, TryAgain
 
 COMMANDS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
+# the namespace of the calling thread: a plugin process's own, or that of the CNI server's
+# worker thread, which has joined the node's namespace
+OWN_NETNS = "/proc/thread-self/ns/net"
 
 # Variables each command needs (SPEC.md "Parameters"; CNI_PATH as Go's skel requires it).
 _REQUIRED = {
@@ -122,7 +125,7 @@ def dispatch(
     plugin: Plugin,
     env: Mapping[str, str],
     stdin: bytes,
-    own_netns: str = "/proc/self/ns/net",
+    own_netns: str = OWN_NETNS,
 ) -> Reply:
     """Run one plugin invocation; `own_netns` is the namespace the plugin acts in."""
     version = LATEST_VERSION
@@ -258,4 +261,4 @@ def main(plugin: Plugin) -> NoReturn:
     sys.exit(reply.status)
 
 
-__all__ = ["CmdArgs", "Plugin", "Reply", "dispatch", "main", "SUPPORTED_VERSIONS"]
+__all__ = ["CmdArgs", "OWN_NETNS", "Plugin", "Reply", "dispatch", "main", "SUPPORTED_VERSIONS"]
