@@ -220,22 +220,33 @@ class BridgePlugin:
         conf = parse_bridge_conf(a.config)
         mac = a.cni_args().get("MAC") or conf.mac
         undo = Undo()
-        with self.node.get() as node, Rtnl(a.netns) as pod:
+        with self.node.get() as node, contextlib.ExitStack() as stack:
             try:
-                return self._add(a, conf, mac, node, pod, undo)
+                return self._add(a, conf, mac, node, stack, undo)
             except BaseException:
                 undo.unwind()
                 raise
 
     def _add(
-        self, a: CmdArgs, conf: BridgeConf, mac: str | None, node: Rtnl, pod: Rtnl, undo: Undo
+        self,
+        a: CmdArgs,
+        conf: BridgeConf,
+        mac: str | None,
+        node: Rtnl,
+        stack: contextlib.ExitStack,
+        undo: Undo,
     ) -> Result:
         # links are named by index once they exist: every name lookup is one more netlink call
         br = self._ensure_bridge(node, conf)
-        host = self._create_veth(node, pod, a, conf, mac, undo)
-        node.set_link(host, master=br, up=True)
+        host = self._create_veth(node, a, conf, mac, br, undo)
         if conf.hairpin:
             node.set_bridge_port(host, hairpin=True)
+        # the pod's socket is opened once its interface exists, so that the interface's
+        # sysctls are written on the same trip into the pod's namespace
+        sysctls: dict[str, int] = {f"net/ipv4/conf/{a.ifname}/arp_notify": 1}
+        if not conf.enable_dad:
+            sysctls[f"net/ipv6/conf/{a.ifname}/accept_dad"] = 0
+        pod = stack.enter_context(Rtnl(a.netns, sysctls=sysctls))
 
         ipam = Result(cni_version=a.cni_version)
         if conf.ipam_type:
@@ -308,18 +319,22 @@ class BridgePlugin:
         return index
 
     def _create_veth(
-        self, node: Rtnl, pod: Rtnl, a: CmdArgs, conf: BridgeConf, mac: str | None, undo: Undo
+        self, node: Rtnl, a: CmdArgs, conf: BridgeConf, mac: str | None, br: int, undo: Undo
     ) -> int:
+        """The veth pair: the host end made on the bridge and up, the pod end (down) in the pod."""
         for _ in range(8):
             host_name = "veth" + secrets.token_hex(4)
             try:
-                index = node.add_veth(host_name, a.ifname, peer_netns=a.netns, mtu=conf.mtu, peer_mac=mac)
+                index = node.add_veth(
+                    host_name, a.ifname, peer_netns=a.netns, mtu=conf.mtu, peer_mac=mac, master=br, up=True
+                )
             except AlreadyExists:
                 # the pod's end, or (rarely) a host name collision: then try another name
-                if pod.link_index(a.ifname) is not None:
-                    raise CniError(
-                        INTERNAL, f"container veth name provided ({a.ifname}) already exists"
-                    ) from None
+                with Rtnl(a.netns) as pod:
+                    if pod.link_index(a.ifname) is not None:
+                        raise CniError(
+                            INTERNAL, f"container veth name provided ({a.ifname}) already exists"
+                        ) from None
                 continue
             undo.push(f"veth {host_name}", functools.partial(node.delete_link, index))
             return index
@@ -328,10 +343,7 @@ class BridgePlugin:
     def _configure_pod(
         self, a: CmdArgs, conf: BridgeConf, pod: Rtnl, ips: list[IPConfig], routes: list[Route]
     ) -> Link:
-        sysctls: dict[str, int] = {f"net/ipv4/conf/{a.ifname}/arp_notify": 1}
-        if not conf.enable_dad:
-            sysctls[f"net/ipv6/conf/{a.ifname}/accept_dad"] = 0
-        kernel.set_sysctls(a.netns, sysctls, missing_ok=True)
+        """Addresses, link up and routes in the pod (its sysctls are set as `pod` opened)."""
         link = pod.get_link(a.ifname)  # its MAC and MTU are final: the result reports them
         for ip in ips:
             pod.ensure_address(link.index, ip.address)

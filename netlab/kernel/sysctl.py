@@ -51,19 +51,21 @@ def set_sysctl(netns: str | None, key: str, value: str | int) -> bool:
     return run_in_netns(netns, write)
 
 
+def write_sysctls(values: Mapping[str, str | int], missing_ok: bool = False) -> None:
+    """Write sysctls in the calling thread's namespace (for code already running in the
+    target, such as `Rtnl` opening its socket there); `missing_ok` skips absent keys."""
+    for key, value in values.items():
+        path = _path(key)
+        try:
+            with open(path, "w") as f:
+                f.write(str(value))
+        except FileNotFoundError:
+            if not missing_ok:
+                raise NotFound(f"sysctl {key} does not exist") from None
+        except OSError as e:
+            raise KernelError(f"cannot set {key}={value}: {e.strerror}", e.errno) from e
+
+
 def set_sysctls(netns: str | None, values: Mapping[str, str | int], missing_ok: bool = False) -> None:
     """Write several sysctls with one trip into the namespace; `missing_ok` skips absent keys."""
-
-    def write() -> None:
-        for key, value in values.items():
-            path = _path(key)
-            try:
-                with open(path, "w") as f:
-                    f.write(str(value))
-            except FileNotFoundError:
-                if not missing_ok:
-                    raise NotFound(f"sysctl {key} does not exist") from None
-            except OSError as e:
-                raise KernelError(f"cannot set {key}={value}: {e.strerror}", e.errno) from e
-
-    run_in_netns(netns, write)
+    run_in_netns(netns, lambda: write_sysctls(values, missing_ok))

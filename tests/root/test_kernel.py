@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+import time
+
 import pytest
 
 from netlab import kernel
-from netlab.errors import AlreadyExists, NotFound
-from netlab.kernel import Rtnl
+from netlab.errors import AlreadyExists, KernelError, NotFound
+from netlab.kernel import Link, Rtnl
 
 pytestmark = pytest.mark.root
 
@@ -99,3 +103,69 @@ def test_missing_objects_are_named(layout):
     kernel.ensure_netns(name)
     with Rtnl(name) as r, pytest.raises(NotFound, match="link nosuch"):
         r.get_link("nosuch")
+
+
+def test_rtnl_reads_as_pyroute2_does(two_ns):
+    """Rtnl's own netlink requests see and change what pyroute2's IPRoute sees."""
+    a, b = two_ns
+    with Rtnl(a) as ra:
+        br = ra.ensure_bridge("br0", mtu=1400)
+        host = ra.add_veth("veth1", "eth1", peer_netns=b, mtu=1400, master=br, up=True)
+        ra.set_link(br, promisc=True)
+        ra.ensure_address(br, "10.9.1.1/24")
+        ra.ensure_address(br, "fd09::1/64")
+        ipr = ra.ipr  # pyroute2's API on its own socket
+        ra.add_veth("under0", "under1")
+        ra.ensure_vxlan("vx0", vni=7, local="192.168.77.1", dev="under0")
+
+        def pyroute2_link(index: int) -> Link:
+            theirs = ipr.link("get", index=index)[0]
+            info = theirs.get("IFLA_LINKINFO")
+            kind = info.get("IFLA_INFO_KIND") if info else None
+            return Link(
+                index=theirs["index"],
+                name=theirs.get("IFLA_IFNAME"),
+                kind=kind,
+                mac=theirs.get("IFLA_ADDRESS"),
+                mtu=theirs.get("IFLA_MTU"),
+                up=bool(theirs["flags"] & 1),
+                promisc=bool(theirs["flags"] & 0x100),
+                oper_state=theirs.get("IFLA_OPERSTATE"),
+                master=theirs.get("IFLA_MASTER"),
+                peer_index=theirs.get("IFLA_LINK") if kind == "veth" else None,
+            )
+
+        def agree() -> bool:
+            listed = ra.links()
+            assert len(listed) == 6
+            return all(pyroute2_link(mine.index) == mine == ra.get_link(mine.name) for mine in listed)
+
+        deadline = time.monotonic() + 5
+        while not agree():  # an operational state may change between two reads (linkwatch)
+            assert time.monotonic() < deadline, [(x, pyroute2_link(x.index)) for x in ra.links()]
+            time.sleep(0.1)
+        veth = ra.get_link(host)
+        assert veth.master == br and veth.up and veth.kind == "veth" and veth.peer_index is not None
+        assert ra.get_link(br).promisc
+        theirs_names = sorted(m.get("IFLA_IFNAME") for m in ipr.get_links())
+        assert sorted(link.name for link in ra.links()) == theirs_names
+        assert ra.addresses(br) == ["10.9.1.1/24"]
+        assert ra.addresses(br, socket.AF_INET6)[:1] == ["fd09::1/64"]
+        assert ra.delete_address(br, "10.9.1.1/24") is True
+        assert ra.delete_address(br, "10.9.1.1/24") is False
+        assert ra.addresses(br) == []
+    with Rtnl(b) as rb:
+        eth = rb.get_link("eth1")
+        assert eth.peer_index == host and not eth.up and eth.mtu == 1400
+        rb.set_link("eth1", up=True, mac="0a:58:0a:09:01:05")
+        rb.ensure_address("eth1", "10.9.1.5/24")
+        rb.ensure_route("10.77.0.0/16", gateway="10.9.1.1", dev="eth1")
+        rb.ensure_route("10.78.0.0/16", gateway="10.9.1.1", table=1000)
+        assert ("10.77.0.0/16", "10.9.1.1") in [(r.dst, r.gateway) for r in rb.routes()]
+        assert ("10.78.0.0/16", "10.9.1.1") in [(r.dst, r.gateway) for r in rb.routes(table=1000)]
+        assert rb.get_link("eth1").mac == "0a:58:0a:09:01:05"
+        assert rb.delete_route("10.77.0.0/16") is True and rb.delete_route("10.77.0.0/16") is False
+        assert rb.delete_link("eth1") is True and rb.delete_link("eth1") is False
+    with Rtnl(a) as ra, pytest.raises(KernelError) as e:
+        ra.set_link("br0", mtu=10)  # below the minimum: the kernel's errno comes through
+    assert e.value.errno == errno.EINVAL
