@@ -10,12 +10,14 @@ reparented to it (it declares itself a child subreaper, as PID 1 of a pod would 
 exits with status 0 on SIGTERM or SIGINT.
 
 It is run as a script with `python -I -S` and imports only the standard library, so it starts
-in a few milliseconds and holds no more than a bare interpreter's memory.
+in a few milliseconds and holds no more than a bare interpreter's memory. It uses the built-in
+`_signal` rather than `signal`, which imports `enum` to wrap the constants: about 4 ms of
+CPU per pod here.
 """
 
+import _signal
 import ctypes
 import os
-import signal
 import sys
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -61,17 +63,17 @@ def main() -> None:
     name = sys.argv[1].encode()
     _check(libc.sethostname(name, len(name)), f"cannot set the hostname {sys.argv[1]}")
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGCHLD, _reap)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _signal.signal(_signal.SIGTERM, _stop)
+    _signal.signal(_signal.SIGINT, _stop)
+    _signal.signal(_signal.SIGCHLD, _reap)
+    _signal.signal(_signal.SIGHUP, _signal.SIG_IGN)
     os.write(1, b"ready\n")
     # the runtime stops reading after the first line; nothing else is ever written
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
     while True:
-        signal.pause()
+        _signal.pause()
 
 
 if __name__ == "__main__":

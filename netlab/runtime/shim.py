@@ -22,15 +22,16 @@ Signals are the runtime's business and go to the container process directly; the
 the usual termination signals so that a Ctrl-C aimed at a terminal never drops a container's
 logs. Run as `python -I -S shim.py SPEC` (standard library only, like the pause program) so
 that it starts in milliseconds: it imports neither `typing` nor `contextlib` nor `json` (which
-pulls in `re`); the spec comes in `marshal` format, and the little JSON it writes (the ready
-line, the exit file) is written by `to_json`.
+pulls in `re`) nor `signal` (which pulls in `enum`: the built-in `_signal` does the same
+here); the spec comes in `marshal` format, and the little JSON it writes (the ready line, the
+exit file) is written by `to_json`.
 """
 
+import _signal
 import ctypes
 import marshal
 import os
 import select
-import signal
 import sys
 import time
 
@@ -85,6 +86,14 @@ def cri_lines(stream: str, buf: bytes, now_ns: int, eof: bool = False) -> tuple[
     return out, buf
 
 
+def signal_name(signum: int) -> str:
+    """What `signal.Signals(signum).name` says: of aliases (SIGABRT/SIGIOT) the first by name."""
+    names = sorted(
+        k for k, v in vars(_signal).items() if k.startswith("SIG") and "_" not in k and v == signum
+    )
+    return names[0] if names else f"SIG{signum}"
+
+
 def _check(ret: int, what: str) -> None:
     if ret != 0:
         err = ctypes.get_errno()
@@ -132,9 +141,9 @@ def _child(spec: dict, fds: dict, out_w: int, err_w: int, status_w: int) -> None
             raise OSError(
                 e.errno, f'chdir to cwd ("{cwd}") set in config.json failed: {e.strerror}'
             ) from None
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGPIPE, _signal.SIGCHLD):
+            _signal.signal(sig, _signal.SIG_DFL)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
         env = dict(spec.get("env") or {})
         env.setdefault("PATH", DEFAULT_PATH)
         argv = spec["argv"]
@@ -218,8 +227,8 @@ def main() -> None:
     if len(sys.argv) != 2:
         sys.stderr.write("usage: shim.py SPEC\n")
         raise SystemExit(2)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
+    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+        _signal.signal(sig, _signal.SIG_IGN)
     with open(sys.argv[1], "rb") as spec_file:
         spec = marshal.load(spec_file)
 
@@ -279,7 +288,7 @@ def main() -> None:
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
-        code, signame = 128 + signum, signal.Signals(signum).name
+        code, signame = 128 + signum, signal_name(signum)
     else:
         code, signame = os.WEXITSTATUS(status), None
     oom = 0
