@@ -41,7 +41,6 @@ from netlab.runtime.network import POD_UID_LABEL
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-JITTER_WINDOW = 60.0
 
 
 class ExitWatcher:
@@ -147,8 +146,9 @@ class Kubelet:
         self.exits.close()
         self.events.stop()
 
-    def just_started(self) -> bool:
-        return time.monotonic() - self._started < JITTER_WINDOW
+    def uptime(self) -> float:
+        """Seconds since this kubelet started."""
+        return time.monotonic() - self._started
 
     # pods ------------------------------------------------------------------------------------
 

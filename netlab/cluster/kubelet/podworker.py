@@ -51,6 +51,7 @@ RESYNC = 10.0
 DEFAULT_GRACE = 30
 REMOVED_POD_GRACE = 2  # a pod removed without waiting for us (force delete)
 SANDBOX_RETRY = (1.0, 30.0)
+READINESS_RECHECK = 1.0  # upstream's PLEG relist period
 
 
 def _cpu_millis(value: Any) -> int | None:
@@ -357,9 +358,11 @@ class PodWorker:
                 view.state = state
         if latest is not None and state is not None and state.status == RUNNING:
             pod_ip = (sb.ip or "").split("/")[0]
-            self._set_target(name, probes.Target(latest.id, pod_ip, latest.started_at or latest.created_at))
+            target = probes.Target(latest.id, pod_ip, latest.started_at or latest.created_at)
+            self._set_target(name, target)
             view.started = self._started(name)
             view.ready = bool(view.started) and self._ready(name)
+            self._recheck_readiness(name, view, target, now)
             return view
         self._set_target(name, None)
         if latest is not None and state is not None:
@@ -400,12 +403,28 @@ class PodWorker:
         self._watch(started)
         if view.state.status == RUNNING:
             pod_ip = (sb.ip or "").split("/")[0]
-            self._set_target(
-                name, probes.Target(started.id, pod_ip, started.started_at or started.created_at)
-            )
+            target = probes.Target(started.id, pod_ip, started.started_at or started.created_at)
+            self._set_target(name, target)
             view.started = self._started(name)
             view.ready = bool(view.started) and self._ready(name)
+            self._recheck_readiness(name, view, target, now)
         return view
+
+    def _recheck_readiness(self, name: str, view: ContainerView, target: probes.Target, now: float) -> None:
+        """Sync again in a second while a new container's readiness probe has not passed.
+
+        Every sync triggers the readiness probe of a running container that is not ready
+        (`_set_target`), as upstream's prober manager does on every status update; upstream
+        also syncs a pod when its relist, once a second, notices the container start. Here
+        the start is known at once, so the first probe comes before the program listens;
+        without another sync the container would stay unready for a whole probe period.
+        Only during the container's first period: after that the probe's own schedule rules.
+        """
+        readiness = self._probes.get((name, READINESS))
+        if readiness is None or view.ready:
+            return
+        if now - target.started_at < readiness.spec.period:
+            self._retry_in(READINESS_RECHECK)
 
     def _start(self, pod: Obj, sb: Sandbox, cs: Obj, attempt: int) -> Container | str:
         """Start a run; returns the container, or why it cannot be configured."""
@@ -477,6 +496,11 @@ class PodWorker:
 
     def _set_target(self, name: str, target: probes.Target | None) -> None:
         self._targets[name] = target
+        readiness = self._probes.get((name, READINESS))
+        if target is not None and readiness is not None and not readiness.success:
+            # as upstream's prober manager on every status update: a running container whose
+            # readiness is not known (or not true) yet is probed now, not a period later
+            readiness.trigger()
 
     def _ensure_probes(self, pod: Obj, cs: Obj) -> None:
         name = cs["name"]
@@ -498,7 +522,10 @@ class PodWorker:
                 startup_done=lambda n=name: self._startup_passed(n),  # type: ignore[misc]
                 on_change=lambda w: self.wake(),
                 on_failure=lambda w, msg, n=name: self._probe_failed(n, w, msg),  # type: ignore[misc]
-                jitter=self.kubelet.just_started(),
+                # as upstream's prober: only a kubelet younger than one probe period (one that
+                # restarted among running pods) spreads its first probes over that period; a new
+                # pod's first probe runs at once, so its readiness is known without waiting
+                jitter=self.kubelet.uptime() < spec.period,
             )
             self._probes[key] = worker
             worker.start()

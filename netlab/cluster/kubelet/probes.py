@@ -261,6 +261,8 @@ class ProbeWorker:
         self._container_id: str | None = None
         self._on_hold = False
         self._stop = threading.Event()
+        self._wake = threading.Condition()
+        self._triggered = False
         self._thread = threading.Thread(target=self._loop, name=f"probe-{spec.kind}", daemon=True)
 
     @property
@@ -272,6 +274,23 @@ class ProbeWorker:
 
     def stop(self) -> None:
         self._stop.set()
+        with self._wake:
+            self._wake.notify()
+
+    def trigger(self) -> None:
+        """Probe now instead of at the next period (upstream's manual trigger, which the
+        kubelet pulls for a running container whose readiness is not known yet)."""
+        with self._wake:
+            self._triggered = True
+            self._wake.notify()
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait `seconds` or until triggered; True when the worker is being stopped."""
+        with self._wake:
+            if not self._triggered and not self._stop.is_set():
+                self._wake.wait(seconds)
+            self._triggered = False
+        return self._stop.is_set()
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -286,7 +305,7 @@ class ProbeWorker:
                 self._on_failure(self, f"probe error: {e}")
             if self.spec.kind == STARTUP and self.result.success:
                 return
-            if self._stop.wait(self.spec.period):
+            if self._sleep(self.spec.period):
                 return
 
     def probe_once(self, now: float | None = None) -> None:

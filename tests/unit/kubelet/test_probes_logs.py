@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -112,6 +113,36 @@ def test_readiness_waits_for_startup():
     started[0] = True
     w.probe_once(now=11)
     assert w.success and rec.changes == 1
+
+
+def test_a_triggered_worker_probes_at_once_instead_of_a_period_later():
+    target = [None]
+    rec = Recorder([(False, "refused"), (True, "")])
+    ran = threading.Semaphore(0)
+    inner = rec.run
+
+    def run(spec, t):
+        try:
+            return inner(spec, t)
+        finally:
+            ran.release()
+
+    rec.run = run
+    w = worker(READINESS, rec, target, periodSeconds=60)
+    w.start()
+    try:
+        target[0] = Target("c1", "10.0.0.1", started_at=0.0)
+        w.trigger()  # the first probe: the program does not listen yet
+        assert ran.acquire(timeout=10) and rec.failures == ["refused"] and not w.success
+        w.trigger()  # a later sync asks again, long before the period is over
+        assert ran.acquire(timeout=10)
+        deadline = time.monotonic() + 10
+        while not w.success and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert w.success and rec.changes == 1
+    finally:
+        w.stop()
+        w.join(10)
 
 
 def node_socket():
