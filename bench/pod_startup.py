@@ -56,8 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from netlab.cluster.client import ApiClient  # noqa: E402
 from netlab.cluster.kubelet import images  # noqa: E402
 from netlab.cluster.kubelet.metrics import parse as parse_metrics  # noqa: E402
+from netlab.lab import agent, processes, state  # noqa: E402
 from netlab.lab import pods as lab_pods  # noqa: E402
-from netlab.lab import processes, state  # noqa: E402
 from netlab.layout import Layout  # noqa: E402
 from netlab.runtime import containers, sandbox  # noqa: E402
 from netlab.runtime.cgroups import CgroupTree  # noqa: E402
@@ -151,8 +151,16 @@ def _cpu(pid: int) -> float:
 
 
 def cpu_by_component(layout: Layout) -> dict[str, float]:
-    """CPU seconds so far of every running lab component, children reaped included."""
-    return {r.name: _cpu(r.pid) for r in processes.list_running(layout)}
+    """CPU seconds so far of every running lab component, children reaped included; a node
+    agent's children (flanneld, kubelet, kube-proxy) are counted on their own, as
+    `<child>-<node>`, and the agent itself as what is left."""
+    out = {r.name: _cpu(r.pid) for r in processes.list_running(layout)}
+    for node in state.load(layout).topology.node_names:
+        status = agent.read_status(layout, node)
+        for child in status.children if status else []:
+            if child.pid is not None:
+                out[f"{child.name}-{node}"] = _cpu(child.pid)
+    return out
 
 
 def machine_cpu() -> float:

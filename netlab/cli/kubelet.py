@@ -1,4 +1,4 @@
-"""`netlab kubelet` and `netlab agent`: the node agent, in the foreground.
+"""`netlab kubelet`: a lab node's kubelet, in the foreground.
 
 `netlab kubelet --node NODE` runs one lab node's kubelet as a host process: it reads the node
 from the running lab (underlay address = InternalIP, namespace, CNI configuration), takes the
@@ -7,21 +7,15 @@ plan), talks to the apiserver of the lab's kubeconfig, and serves its HTTPS endp
 `--address`/`--port` (`--port 0`: any free port; the node advertises where). SIGTERM or
 SIGINT stop it and leave its pods running, for the next kubelet to adopt.
 
-`netlab agent --node NODE` is a node's whole agent, as a systemd unit or the Vagrantfile runs
-it: flanneld, then (once the node's subnet is leased, and flannel's conflist is in the node's
-CNI directory) the kubelet and kube-proxy, each as a child process with the very command line
-`netlab up` gives that component; when one of them exits the agent stops the others and exits
-with its status, and when the agent itself is killed its children get SIGTERM.
+It runs as one of the children of the node's agent (`netlab agent`, see `netlab.lab.agent`),
+which starts it again when it exits.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from types import FrameType
 
@@ -168,92 +162,4 @@ def kubelet_cmd(
         raise NetlabError(f"kubelet failed: {type(problem).__name__}: {problem}")
 
 
-@click.command("agent")
-@click.option("--node", required=True, help="The lab node this agent runs.")
-@click.option(
-    "--proxy-mode",
-    type=click.Choice(["userspace", "iptables", "ipvs", "ebpf"]),
-    default="iptables",
-    show_default=True,
-    help="kube-proxy mode (switch later with `netlab proxy mode`).",
-)
-@click.option(
-    "--no-flanneld", is_flag=True, help="Do not run flanneld (the node's subnet comes from the lab)."
-)
-@click.option(
-    "--subnet-timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the lease."
-)
-def agent_cmd(node: str, proxy_mode: str, no_flanneld: bool, subnet_timeout: float) -> None:
-    """Run NODE's agent: flanneld, the kubelet and kube-proxy, as child processes."""
-    from netlab.etcd.server import resolve_url
-    from netlab.lab import cniconf, kube, podnet, proxies, state
-    from netlab.lab.processes import die_with_parent
-    from proxy.modes import check_available
-
-    check_available(proxy_mode)
-    layout = Layout.from_env()
-    lab = state.load(layout)
-    try:
-        spec = lab.topology.node(node)
-    except KeyError:
-        raise NotFound(
-            f"node {node} is not part of the lab (nodes: {', '.join(lab.topology.node_names)})"
-        ) from None
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    def spawn(name: str, argv: list[str]) -> None:
-        # the children go with the agent even when it is killed, so nothing outlives it
-        children.append((name, subprocess.Popen(argv, preexec_fn=die_with_parent)))
-
-    code = 0
-    try:
-        if not no_flanneld:
-            env_file = podnet.subnet_file(layout, node)
-            net = podnet.load(layout)
-            url = net.etcd_url if net else resolve_url(layout, None)
-            started = time.time()
-            # the lab's flanneld command line: its etcd, the underlay NIC, the planned subnet
-            spawn("flanneld", podnet.flanneld_argv(url, node, spec.pod_cidr))
-            deadline = time.monotonic() + subnet_timeout
-            while not (env_file.exists() and env_file.stat().st_mtime >= started - 1):
-                proc = children[0][1]
-                if proc.poll() is not None:
-                    raise NetlabError(f"flanneld on {node} exited with status {proc.returncode}")
-                if stop.is_set():
-                    return
-                if time.monotonic() > deadline:
-                    raise NetlabError(f"flanneld on {node} leased no subnet within {subnet_timeout:g} s")
-                time.sleep(0.05)
-            # what kube-flannel's install-cni step does on each node
-            cniconf.write_flannel_conflist(layout, node, env_file)
-        spawn("kubelet", kube.kubelet_argv(node))
-        spawn("kube-proxy", proxies.kube_proxy_argv(node, proxy_mode))
-        while not stop.wait(0.2):
-            ended = [(n, p) for n, p in children if p.poll() is not None]
-            if ended:
-                name, proc = ended[0]
-                code = proc.returncode or 1
-                click.echo(f"agent: {name} on {node} exited with status {proc.returncode}", err=True)
-                break
-    finally:
-        for _, proc in reversed(children):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for _, proc in reversed(children):
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    if code:
-        sys.exit(code)
-
-
-COMMANDS = [kubelet_cmd, agent_cmd]
+COMMANDS = [kubelet_cmd]

@@ -65,10 +65,10 @@ def up(
     etcd_port: int,
     apiserver_port: int,
 ) -> None:
-    """Build the lab: underlay, nodes, client, etcd, flanneld, CNI, the control plane, kube-proxies
-    and a kubelet per node; returns once every node is Ready."""
+    """Build the lab: underlay, nodes, client, CNI, etcd, the control plane and an agent per node
+    (flanneld, kubelet, kube-proxy); returns once every node is Ready."""
     from netlab.etcd import server as etcd_server
-    from netlab.lab import build, kube, podnet, proxies, state
+    from netlab.lab import build, kube, podnet, state
     from netlab.lab.topology import DEFAULT_NODES, default_topology, load_topology
     from proxy.modes import check_available
 
@@ -90,15 +90,13 @@ def up(
         try:
             started = podnet.start(layout, config, etcd_url, etcd_port, report)
             kube.start_control_plane(layout, started.etcd_url, apiserver_port, report)
-            report(1, 2, f"kube-proxy ({proxy_mode} mode) on every node")
-            proxies.start_proxies(layout, proxy_mode)
-            kube.start_kubelets(layout, report)
+            kube.start_agents(layout, proxy_mode, report)
         except BaseException:
             net = podnet.load(layout)
             build.down(layout)
             podnet.release(net)
             raise
-        report(2, 2, "lab is up")
+        report(1, 1, "lab is up")
     print_status(layout, state.load(layout))
     out.print(f"kubeconfig: {layout.kubeconfig}  (export KUBECONFIG={layout.kubeconfig}; kubectl get nodes)")
 
@@ -120,7 +118,7 @@ def down() -> None:
 
 @click.command()
 def status() -> None:
-    """Show the running lab: nodes, addresses, sandboxes."""
+    """Show the running lab: nodes, addresses, subnet leases, node agents, sandboxes."""
     from netlab.lab import state
 
     layout = Layout.from_env()
@@ -142,6 +140,7 @@ def print_status(layout: Layout, lab: LabState) -> None:
     out.print(table)
     out.print(f"underlay {topo.underlay_cidr} in {layout.underlay_netns}, services {topo.service_cidr}")
     print_leases(layout, lab)
+    print_agents(layout, lab)
     pods = sandbox.list_sandboxes(layout)
     if pods:
         table = Table(title="sandboxes", title_justify="left")
@@ -179,6 +178,23 @@ def print_leases(layout: Layout, lab: LabState) -> None:
             lease.attrs.vtep_mac or "-",
             _duration(lease.expires_in) if not lease.reserved else "reserved",
         )
+    out.print(table)
+
+
+def print_agents(layout: Layout, lab: LabState) -> None:
+    """Each node's agent and its children: pids, and how often each has exited."""
+    from rich.table import Table
+
+    from netlab.lab import agent
+
+    if not any(c.startswith(agent.COMPONENT_PREFIX) for c in lab.components):
+        return
+    table = Table(title="node agents", title_justify="left")
+    for col in ("node", "agent", *agent.CHILDREN):
+        table.add_column(col)
+    for node in lab.topology.node_names:
+        seen = agent.describe(layout, node)
+        table.add_row(node, *(seen.get(col, "-") for col in ("agent", *agent.CHILDREN)))
     out.print(table)
 
 

@@ -43,7 +43,7 @@ VERB_MODULES = {
     "cni-server": "cni",
     "cni": "cni",
     "kubelet": "kubelet",
-    "agent": "kubelet",
+    "agent": "agent",
 }
 
 

@@ -37,7 +37,7 @@ from cni.install import install_plugins
 from netlab import kernel, names
 from netlab.errors import AlreadyExists, ConfigError, NetlabError
 from netlab.kernel import Rtnl
-from netlab.lab import cniconf, pods, processes, state
+from netlab.lab import agent, cniconf, pods, processes, state
 from netlab.lab.state import CLIENT_UPLINK, NODE_UPLINK, UNDERLAY_BRIDGE, LabState
 from netlab.lab.topology import Topology
 from netlab.layout import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, Layout
@@ -47,8 +47,6 @@ from netlab.runtime.cgroups import CgroupTree
 Progress = Callable[[int, int, str], None]
 
 UNDERLAY_PORT_PREFIX = "u-"
-# components that run pods on a node (a kubelet alone, or the whole node agent)
-NODE_AGENT_PREFIXES = ("agent-", "kubelet-")
 DEFAULT_DIRS = (DEFAULT_RUN_DIR, DEFAULT_STATE_DIR)
 
 
@@ -147,9 +145,7 @@ def _start_cni_server(layout: Layout, lab: LabState, node: str, undo: contextlib
             layout.node_netns(node), timeout=30.0, alive=lambda: processes.running(layout, name) is not None
         )
     except (TimeoutError, RuntimeError) as e:
-        log = processes.log_path(layout, name)
-        lines = log.read_text().strip().splitlines() if log.exists() else []
-        raise NetlabError(f"CNI server of {node}: {e}: {lines[-1] if lines else 'no output'}") from None
+        raise NetlabError(f"CNI server of {node}: {e}: {processes.last_log_line(layout, name)}") from None
 
 
 def _build_underlay(layout: Layout, topology: Topology, undo: contextlib.ExitStack) -> None:
@@ -212,9 +208,9 @@ def down(layout: Layout, progress: Progress = _no_progress) -> bool:
     steps: list[tuple[str, Callable[[], object]]] = []
     # node agents go first: a running kubelet would recreate the sandboxes being removed
     # (kubelets leave their pods running when they stop, so that a restart adopts them)
-    agents = [c for c in reversed(lab.components) if c.startswith(NODE_AGENT_PREFIXES)]
+    agents = [c for c in reversed(lab.components) if c.startswith(agent.COMPONENT_PREFIX)]
     for comp in agents:
-        steps.append((f"stopping {comp}", partial(processes.stop, layout, comp)))
+        steps.append((f"stopping {comp}", partial(processes.stop, layout, comp, agent.STOP_WAIT)))
     steps.append(("removing sandboxes", partial(_remove_sandboxes, layout)))
     steps.append(("removing cgroups", partial(_remove_cgroups, layout)))
     for comp in reversed(lab.components):

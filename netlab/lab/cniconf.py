@@ -10,13 +10,13 @@ the host's `/var/lib/cni`. Pods get a default route through the gateway, as in K
 Services and other nodes' pods are reached through the node.
 
 That network stands alone (it needs no daemon), so `netlab.lab.build` alone gives nodes whose
-pods work; `netlab up` then starts the multi-node pod network (`netlab.lab.podnet`) and, once
-each node's flanneld has leased its subnet, replaces the conflist with flannel's, as
-kube-flannel.yml installs it: `netlab-flannel` reads the node's `subnet.env` and delegates to
-`netlab-bridge` + `netlab-host-local` with the leased subnet and the overlay's MTU, filling in
-`isGateway` and `ipMasq` itself; pods also get `isDefaultGateway` and a route to the whole pod
-network, and flannel keeps each pod's delegate configuration under the node's state
-directory for DEL.
+pods work; `netlab up` then starts the multi-node pod network (`netlab.lab.podnet`) and each
+node's agent (`netlab.lab.agent`), which, once the node's flanneld has leased its subnet,
+replaces the conflist with flannel's, as kube-flannel.yml installs it: `netlab-flannel` reads
+the node's `subnet.env` and delegates to `netlab-bridge` + `netlab-host-local` with the leased
+subnet and the overlay's MTU, filling in `isGateway` and `ipMasq` itself; pods also get
+`isDefaultGateway` and a route to the whole pod network, and flannel keeps each pod's delegate
+configuration under the node's state directory for DEL.
 
 A second file holds the loopback network (`netlab-loopback`) that the sandbox runtime attaches
 to every pod before the default network, as containerd does; its name sorts last, so a

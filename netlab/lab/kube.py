@@ -1,12 +1,14 @@
-"""The lab's Kubernetes: apiserver, control loops and one kubelet per node, started by `up`.
+"""The lab's Kubernetes: apiserver, control loops and one node agent per node, started by `up`.
 
 `netlab up` calls `start_control_plane` once etcd serves (the apiserver on the lab's etcd,
 writing the lab's kubeconfig; then the scheduler and, where the verb exists, the
-controller-manager), and `start_kubelets` last (one `netlab kubelet --node N --port 0` per
-node, each a supervised component `kubelet-<node>`), then waits until every node is Ready as
-`kubectl get nodes` shows it. Each component is added to the lab's record as soon as it runs,
-so `netlab down` (which `up` runs on failure) stops whatever was started; `down` stops the
-kubelets before it removes the pods' sandboxes.
+controller-manager), and `start_agents` last: one `netlab agent --node N` per node, each a
+supervised component `agent-<node>` running the node's flanneld, kubelet and kube-proxy (see
+`netlab.lab.agent`). It returns once every node's flanneld has leased its subnet, every
+kube-proxy has synced and every node is Ready as `kubectl get nodes` shows it; an agent, or a
+child of one, that exits meanwhile fails `up` with its last log line. Each component is added
+to the lab's record as soon as it runs, so `netlab down` (which `up` runs on failure) stops
+whatever was started; `down` stops the agents before it removes the pods' sandboxes.
 
 In the single-host lab every kubelet is a host process listening on the host's loopback on a
 port of its own, since the apiserver (also on the loopback) cannot reach into a node's
@@ -20,21 +22,12 @@ import time
 from collections.abc import Callable
 
 from netlab.errors import ConfigError, NetlabError
-from netlab.lab import apiserver, processes, state
+from netlab.lab import agent, apiserver, processes, state
 from netlab.layout import Layout
 
 Progress = Callable[[int, int, str], None]
-READY_TIMEOUT = 90.0
+READY_TIMEOUT = 120.0  # from the agents' start until every node is Ready
 CONTROL_LOOPS = ("scheduler", "controller-manager")
-
-
-def kubelet_component(node: str) -> str:
-    return f"kubelet-{node}"
-
-
-def kubelet_argv(node: str) -> list[str]:
-    """A lab node's kubelet command line (`up` and `netlab agent` run the same one)."""
-    return _cli("kubelet", "--node", node, "--port", "0")
 
 
 def _record(layout: Layout, name: str) -> None:
@@ -82,42 +75,84 @@ def start_control_plane(layout: Layout, etcd_url: str, port: int, progress: Prog
     return url
 
 
-def start_kubelets(layout: Layout, progress: Progress, timeout: float = READY_TIMEOUT) -> None:
-    """A kubelet per node; returns once every node is Ready."""
+def start_agents(layout: Layout, proxy_mode: str, progress: Progress, timeout: float = READY_TIMEOUT) -> None:
+    """An agent per node; returns once every node has its subnet lease, a synced kube-proxy
+    and is Ready. An agent or agent's child that exits meanwhile is an error with its last
+    log line (the agent would start the child again, but a lab coming up must not crash)."""
+    from proxy.daemon import read_status as proxy_status
+
     nodes = state.load(layout).topology.node_names
-    total = len(nodes) + 1
+    total = len(nodes) + 3
     for i, node in enumerate(nodes):
-        progress(i, total, f"kubelet on {node}")
-        name = kubelet_component(node)
-        processes.start(layout, name, kubelet_argv(node))
-        _record(layout, name)
-    progress(len(nodes), total, "waiting for every node to be Ready")
-    wait_nodes_ready(layout, nodes, timeout)
+        progress(i, total, f"agent on {node} (flanneld, kubelet, kube-proxy in {proxy_mode} mode)")
+        processes.start(layout, agent.component(node), agent.agent_argv(node, proxy_mode))
+        _record(layout, agent.component(node))
+    wait = _Waiter(layout, nodes, timeout)
+    progress(len(nodes), total, "waiting for every node's subnet lease")
+    wait("flanneld on {} leased no subnet", lambda nodes: [n for n in nodes if not _leased(layout, n)])
+    progress(len(nodes) + 1, total, "waiting for every kube-proxy's first sync")
+    wait("kube-proxy on {} did not sync", lambda nodes: [n for n in nodes if proxy_status(layout, n) is None])
+    progress(len(nodes) + 2, total, "waiting for every node to be Ready")
+    wait_nodes_ready(layout, wait)
 
 
-def wait_nodes_ready(layout: Layout, nodes: list[str], timeout: float) -> None:
-    """Until each node's Ready condition is True; a kubelet that exits is an error with its log."""
+def _leased(layout: Layout, node: str) -> bool:
+    st = agent.read_status(layout, node)
+    return st is not None and st.child("flanneld").ready
+
+
+def check_agents(layout: Layout, nodes: list[str]) -> None:
+    """A NetlabError naming the first agent, or child of an agent, that has exited."""
+    for node in nodes:
+        name = agent.component(node)
+        if processes.running(layout, name) is None:
+            raise NetlabError(f"agent on {node} exited: {processes.last_log_line(layout, name)}")
+        st = agent.read_status(layout, node)
+        for child in st.children if st else []:
+            if child.exits:
+                raise NetlabError(f"{child.name} on {node} {child.describe_exit()}")
+
+
+class _Waiter:
+    """Waits for one thing on every node after another, all within one deadline, and fails at
+    once when an agent or one of its children exits."""
+
+    def __init__(self, layout: Layout, nodes: list[str], timeout: float) -> None:
+        self.layout = layout
+        self.nodes = nodes
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+
+    def __call__(self, problem: str, pending: Callable[[list[str]], list[str]]) -> None:
+        """Until `pending(nodes)` is empty; `problem` (with {} for the nodes left) when time is up."""
+        waiting = list(self.nodes)
+        while True:
+            waiting = pending(waiting)
+            if not waiting:
+                return
+            check_agents(self.layout, self.nodes)
+            if time.monotonic() > self.deadline:
+                raise NetlabError(
+                    f"{problem.format(', '.join(waiting))} within {self.timeout:g} s of the agents' start"
+                )
+            time.sleep(0.05)
+
+
+def wait_nodes_ready(layout: Layout, wait: _Waiter) -> None:
+    """Until each node's Ready condition is True, as `kubectl get nodes` shows it."""
     from netlab.cluster.client import ApiClient
     from netlab.cluster.status import ApiError
 
-    deadline = time.monotonic() + timeout
     with ApiClient.from_kubeconfig(layout.kubeconfig) as client:
-        while True:
+
+        def not_ready(pending: list[str]) -> list[str]:
             try:
                 ready = ready_nodes(client.list("nodes").get("items") or [])
             except (ApiError, NetlabError):
                 ready = set()
-            waiting = [n for n in nodes if n not in ready]
-            if not waiting:
-                return
-            for node in waiting:
-                if processes.running(layout, kubelet_component(node)) is None:
-                    raise NetlabError(
-                        f"kubelet on {node} exited: {_last_line(layout, kubelet_component(node))}"
-                    )
-            if time.monotonic() > deadline:
-                raise NetlabError(f"node(s) {', '.join(waiting)} not Ready within {timeout:g} s")
-            time.sleep(0.1)
+            return [n for n in pending if n not in ready]
+
+        wait("node(s) {} not Ready", not_ready)
 
 
 def ready_nodes(items: list[dict]) -> set[str]:  # type: ignore[type-arg]
@@ -127,9 +162,3 @@ def ready_nodes(items: list[dict]) -> set[str]:  # type: ignore[type-arg]
             if cond.get("type") == "Ready" and cond.get("status") == "True":
                 out.add(str((node.get("metadata") or {}).get("name")))
     return out
-
-
-def _last_line(layout: Layout, name: str) -> str:
-    log = processes.log_path(layout, name)
-    lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
-    return lines[-1] if lines else "no output"

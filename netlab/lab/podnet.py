@@ -1,37 +1,34 @@
-"""The lab's multi-node pod network: etcd, flannel's network config, one flanneld per node.
+"""The lab's multi-node pod network: etcd and flannel's network config, for the nodes' flanneld.
 
 `netlab up` calls these in order: `plan` (pure validation: the pod network, its subnet length and
 the backend, before anything exists), `check_etcd` for a user's `--etcd URL` (unreachable is a
-one-line error naming the URL, before anything is built), `start_etcd` when the lab runs its
-own, `write_network_config` (flannel's config at `/coreos.com/network/config`, written once;
-an existing different one is an error, never overwritten), `start_flanneld` per node and
-`wait_ready`. Each flanneld is a supervised host process (`flanneld-<node>`) that programs its
-node's namespace through a netns handle and writes the node's `subnet.env`; `netlab up` hints
-each node's planned pod subnet so the lab's addresses match its topology whenever the subnet
-is free. `leases` reads the leases back for `netlab status`.
+one-line error naming the URL, before anything is built), then `start`: `start_etcd` when the
+lab runs its own, and `write_network_config` (flannel's config at `/coreos.com/network/config`,
+written once; an existing different one is an error, never overwritten). Each node's flanneld
+is a child of the node's agent (`netlab.lab.agent`), which `netlab up` starts once the control
+plane runs: it programs its node's namespace through a netns handle and writes the node's
+`subnet.env` (`subnet_file`), and `netlab up` hints each node's planned pod subnet so the lab's
+addresses match its topology whenever the subnet is free. `leases` reads the leases back for
+`netlab status`; `record`/`load` keep which etcd the lab uses, for the agents, `status` and
+`down`.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 from pathlib import Path
 
-from netlab.errors import ConfigError, NetlabError
+from netlab.errors import ConfigError
 from netlab.etcd import EtcdClient, server
-from netlab.lab import cniconf, processes, state
-from netlab.lab.state import NODE_UPLINK
+from netlab.lab import state
 from netlab.lab.topology import Topology
 from netlab.layout import Layout
 from netlab.overlay.config import BACKENDS, DEFAULT_PREFIX, NetworkConfig, check_no_overlap, make_config
 from netlab.overlay.leases import LeaseManager
 from netlab.overlay.subnets import Lease, config_key
-
-READY_TIMEOUT = 60.0
 
 
 def plan(topology: Topology, backend: str) -> NetworkConfig:
@@ -86,64 +83,8 @@ def write_network_config(url: str, config: NetworkConfig, prefix: str = DEFAULT_
     return False
 
 
-def component(node: str) -> str:
-    return f"flanneld-{node}"
-
-
 def subnet_file(layout: Layout, node: str) -> Path:
     return layout.node_run_dir(node) / "subnet.env"
-
-
-def flanneld_argv(url: str, node: str, hint: IPv4Network | None) -> list[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "netlab.cli",
-        "flanneld",
-        "--node",
-        node,
-        "--iface",
-        NODE_UPLINK,
-        "--etcd",
-        url,
-        # as kube-flannel.yml: flanneld masquerades what leaves the pod network, so pods on
-        # different nodes see each other's own addresses
-        "--ip-masq",
-    ]
-    if hint is not None:
-        argv += ["--subnet-hint", str(hint)]
-    return argv
-
-
-def start_flanneld(layout: Layout, topology: Topology, node: str, url: str) -> str:
-    name = component(node)
-    processes.start(layout, name, flanneld_argv(url, node, topology.node(node).pod_cidr))
-    return name
-
-
-def wait_ready(layout: Layout, nodes: list[str], timeout: float = READY_TIMEOUT) -> None:
-    """Until every node's flanneld has written its subnet.env; its last log line if it died."""
-    deadline = time.monotonic() + timeout
-    pending = list(nodes)
-    while pending:
-        for node in list(pending):
-            if subnet_file(layout, node).exists():
-                pending.remove(node)
-            elif processes.running(layout, component(node)) is None:
-                raise NetlabError(f"flanneld on {node} exited: {_last_line(layout, component(node))}")
-        if not pending:
-            return
-        if time.monotonic() > deadline:
-            raise NetlabError(f"flanneld on {', '.join(pending)} not ready within {timeout:.0f}s")
-        time.sleep(0.05)
-
-
-def _last_line(layout: Layout, name: str) -> str:
-    try:
-        lines = processes.log_path(layout, name).read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "no log"
-    return lines[-1] if lines else "no output"
 
 
 @dataclass(frozen=True)
@@ -202,16 +143,14 @@ def start(
     etcd_port: int | None,
     progress: Progress,
 ) -> PodNetwork:
-    """etcd (unless given), the network config, one flanneld per node, all ready.
+    """etcd (unless given) and the network config; the nodes' flanneld come with their agents.
 
-    Every component is added to the lab's record as soon as it runs, so `netlab down` (which
-    the CLI runs when this fails) stops whatever was started.
+    etcd is added to the lab's record as soon as it runs, so `netlab down` (which the CLI runs
+    when `up` fails) stops it.
     """
     lab = state.load(layout)
-    nodes = lab.topology.node_names
-    total = 3 + len(nodes)
     if etcd_url is None:
-        progress(0, total, "etcd")
+        progress(0, 2, "etcd")
         url = start_etcd(layout, etcd_port)
         lab.components.append(server.COMPONENT)
         state.save(layout, lab)
@@ -219,18 +158,10 @@ def start(
         url = etcd_url
     net = PodNetwork(config.backend.type, url, etcd_url is None, False)
     record(layout, net)
-    progress(1, total, f"network config ({config.network}, {config.backend.type})")
+    progress(1, 2, f"network config ({config.network}, {config.backend.type})")
     if write_network_config(url, config):
         net = PodNetwork(net.backend, url, net.etcd_managed, wrote_config=not net.etcd_managed)
         record(layout, net)
-    for i, node in enumerate(nodes):
-        progress(2 + i, total, f"flanneld on {node}")
-        lab.components.append(start_flanneld(layout, lab.topology, node, url))
-        state.save(layout, lab)
-    progress(2 + len(nodes), total, "waiting for every node's subnet lease")
-    wait_ready(layout, nodes)
-    for node in nodes:
-        cniconf.write_flannel_conflist(layout, node, subnet_file(layout, node))
     return net
 
 

@@ -173,16 +173,37 @@ def wait_exit(layout: Layout, name: str, timeout: float) -> bool:
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int) -> None:
     """In a child, before exec: receive SIGTERM when the parent dies, however it dies.
 
     For a supervisor's children (`netlab agent`'s flanneld, kubelet and kube-proxy): a killed
-    supervisor must not leave its children running where nothing tracks them. Runs between
-    fork and exec, so it only calls prctl(2).
+    supervisor must not leave its children running where nothing tracks them. `parent` is the
+    supervisor's pid, read before the fork: if it died before the signal was armed, the child
+    has already been handed to another parent and ends itself. Runs between fork and exec, so
+    it only calls prctl(2), getppid(2) and kill(2).
     """
     import ctypes
 
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def last_line(path: Path, limit: int = 4096) -> str:
+    """The last non-empty line of a log file ("no output" for none), read from its tail only."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return "no output"
+    return lines[-1] if lines else "no output"
+
+
+def last_log_line(layout: Layout, name: str) -> str:
+    """The last line a component logged: what a failing component's error shows."""
+    return last_line(log_path(layout, name))
 
 
 def kill_netns_processes(netns: str, timeout: float = 5.0) -> list[int]:

@@ -6,7 +6,8 @@ see it: a Deployment of `nginx:1.14` (netlab/echo stands in) with a Service spre
 nodes with addresses from each node's flannel subnet; `kubectl exec` on every node reaches
 every pod; `kubectl logs` works; pods are replaced, scaled and rolled without dropping below
 the availability bound; a failing liveness probe restarts its container; EndpointSlices list
-exactly the ready pods; an oversized pod stays Pending; a killed kubelet comes back to its pods;
+exactly the ready pods; an oversized pod stays Pending; a killed kubelet is started again by its
+node's agent and comes back to its pods;
 `netlab down` leaves nothing.
 """
 
@@ -16,7 +17,6 @@ import calendar
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from netlab import kernel
-from netlab.lab import processes
+from netlab.lab import agent, processes
 from netlab.layout import Layout
 from netlab.overlay import subnetenv
 from netlab.runtime import sandbox
@@ -262,20 +262,33 @@ def test_a_pod_too_large_for_any_node_stays_pending_with_an_event(cluster):
         cluster.kubectl("delete", "pod", "huge", "--wait=true")
 
 
-def test_a_killed_kubelet_comes_back_to_its_pods_and_leaks_nothing(cluster):
+def test_a_killed_kubelet_is_restarted_by_its_agent_keeps_its_pods_and_leaks_nothing(cluster):
     pods = wait_for(lambda: ready_web(cluster, 2), "2 Ready web pods")
     node = pods[0]["spec"]["nodeName"]
     on_node = {p["metadata"]["name"]: p["status"]["containerStatuses"][0]["containerID"] for p in pods
                if p["spec"]["nodeName"] == node}  # fmt: skip
-    component = f"kubelet-{node}"
-    running = processes.running(cluster.layout, component)
-    assert running is not None
-    os.kill(running.pid, signal.SIGKILL)
-    assert processes.wait_exit(cluster.layout, component, 10)
+    before = agent.read_status(cluster.layout, node)
+    assert before is not None
+    killed = before.child("kubelet")
+    assert killed.pid is not None and killed.start is not None and killed.exits == 0
     pauses = {s.name: s.pause_pid for s in sandbox.list_sandboxes(cluster.layout)}
+    os.kill(killed.pid, signal.SIGKILL)
+    wait_for(lambda: not processes.is_alive(killed.pid, killed.start), "the kubelet to die")
     restarted = time.time()
-    argv = [sys.executable, "-m", "netlab.cli", "kubelet", "--node", node, "--port", "0"]
-    processes.start(cluster.layout, component, argv)
+
+    # the node's agent notices and starts a new kubelet; its other children carry on
+    def kubelet_again() -> Any:
+        st = agent.read_status(cluster.layout, node)
+        return st if st and st.child("kubelet").pid not in (None, killed.pid) else None
+
+    after_kill = wait_for(kubelet_again, "the agent to start the kubelet again")
+    kubelet = after_kill.child("kubelet")
+    assert after_kill.pid == before.pid
+    assert (kubelet.starts, kubelet.exits, kubelet.last_status) == (2, 1, -signal.SIGKILL)
+    for other in ("flanneld", "kube-proxy"):
+        assert after_kill.child(other).pid == before.child(other).pid and after_kill.child(other).exits == 0
+    agent_log = processes.log_path(cluster.layout, agent.component(node)).read_text()
+    assert "kubelet was killed by SIGKILL; starting it again in" in agent_log
     # the new kubelet registers (renewing the lease) before it takes up its pods
     wait_for(
         lambda: _renew_time(cluster.json("get", "lease", node, "-n", "kube-node-lease")) >= restarted,

@@ -14,7 +14,7 @@ import pytest
 
 from cni import server as cni_server
 from netlab import kernel
-from netlab.lab import processes
+from netlab.lab import agent, processes
 from tests.root.conftest import one_line_error
 
 pytestmark = pytest.mark.root
@@ -38,6 +38,11 @@ def wait_for(predicate, timeout=30.0):
 def comm(pid):
     with open(f"/proc/{pid}/comm") as f:
         return f.read().strip()
+
+
+def parent(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
 def assert_nothing_left(layout):
@@ -81,12 +86,23 @@ def test_up_status_down_three_nodes(cli, layout):
     assert conf["plugins"][0]["type"] == "netlab-flannel"
     assert conf["plugins"][0]["subnetFile"] == str(layout.node_run_dir("node2") / "subnet.env")
 
+    # one agent per node, running that node's flanneld, kubelet and kube-proxy as its children
+    children = []
+    for i in (1, 2, 3):
+        status = agent.read_status(layout, f"node{i}")
+        assert status is not None and status.pid == processes.running(layout, f"agent-node{i}").pid
+        assert [c.name for c in status.children] == ["flanneld", "kubelet", "kube-proxy"]
+        assert all(parent(c.pid) == status.pid for c in status.children)
+        children += agent.alive_children(status)
+    assert len(children) == 9
+
     status = cli("status").stdout
-    for word in ("node1", "node3", "192.168.56.12/24", "10.244.3.0/24", layout.client_netns):
+    for word in ("node1", "node3", "192.168.56.12/24", "10.244.3.0/24", layout.client_netns, "node agents"):
         assert word in status
 
     cli("down")
     assert_nothing_left(layout)
+    assert not [pid for pid, started in children if processes.is_alive(pid, started)]
     # down is idempotent
     assert cli("down").returncode == 0
 

@@ -1,4 +1,4 @@
-"""`netlab up` with the overlay: etcd, flanneld per node, leases in status, bad input, down."""
+"""`netlab up` with the overlay: etcd, each node agent's flanneld, leases in status, bad input, down."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from netlab import kernel
 from netlab.etcd import EtcdClient
 from netlab.etcd.server import free_port, port_free
 from netlab.kernel import Rtnl
-from netlab.lab import processes
+from netlab.lab import agent, processes
 from netlab.layout import Layout
 from tests.root.conftest import Cli, one_line_error
 
@@ -31,7 +31,10 @@ def assert_nothing_left(layout: Layout) -> None:
 def test_up_host_gw_with_users_etcd(cli: Cli, layout: Layout, etcd_server) -> None:  # type: ignore[no-untyped-def]
     cli("up", "--nodes", "3", "--backend", "host-gw", "--etcd", etcd_server.url)
     running = {r.name for r in processes.list_running(layout)}
-    assert {"flanneld-node1", "flanneld-node2", "flanneld-node3"} <= running and "etcd" not in running
+    assert {"agent-node1", "agent-node2", "agent-node3"} <= running and "etcd" not in running
+    for i in (1, 2, 3):  # each node's flanneld is its agent's
+        status = agent.read_status(layout, f"node{i}")
+        assert status is not None and status.child("flanneld").pid is not None
     with EtcdClient(etcd_server.url) as c:
         config = json.loads(c.get("/coreos.com/network/config").value)  # type: ignore[union-attr]
         assert config == {

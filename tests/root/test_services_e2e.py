@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-import sys
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,9 +29,10 @@ import pytest
 from netlab import kernel
 from netlab.cluster.kubelet.node import KUBELET_URL_ANNOTATION
 from netlab.kernel.iptables import BACKENDS, iptables_save
-from netlab.lab import clean, processes, state
+from netlab.lab import agent, clean, podnet, processes, state
 from netlab.layout import Layout
 from netlab.overlay import subnetenv
+from netlab.runtime import sandbox
 from netlab.runtime.cgroups import CgroupTree
 from proxy.daemon import read_status
 from proxy.userspace.portals import CHAINS as USERSPACE_CHAINS
@@ -330,47 +331,59 @@ def _parent(pid: int) -> int | None:
         return None
 
 
-def _children(pid: int) -> list[tuple[int, str]]:
-    """(pid, start time) of each child of `pid`."""
-    out = []
-    for child in (int(p) for p in os.listdir("/proc") if p.isdigit()):
-        if _parent(child) == pid and (started := processes.start_time(child)):
-            out.append((child, started))
-    return out
-
-
-def test_a_node_agent_runs_flanneld_the_kubelet_and_kube_proxy(cluster):
-    """`netlab agent` takes node3 over from the separate components `up` started."""
+def test_a_stopped_node_agent_leaves_nothing_running_and_a_new_one_takes_its_node_back(cluster):
+    """SIGTERM stops node3's agent and its flanneld, kubelet and kube-proxy, in that reverse
+    order; a new `netlab agent` (as a systemd unit would start it) brings node3 back with its
+    pods and Services."""
     layout, node = cluster.layout, "node3"
     url_before = cluster.json("get", "node", node)["metadata"]["annotations"][KUBELET_URL_ANNOTATION]
     proxy_before = read_status(layout, node)["pid"]
-    for comp in (f"kubelet-{node}", f"kube-proxy-{node}", f"flanneld-{node}"):
-        assert processes.stop(layout, comp), comp
-    lab = state.load(layout)
-    lab.components.append(f"agent-{node}")  # so that `netlab down` stops it
-    state.save(layout, lab)
-    argv = [sys.executable, "-m", "netlab.cli", "agent", "--node", node, "--proxy-mode", cluster.mode]
-    agent = processes.start(layout, f"agent-{node}", argv)
+    pod = cluster.pod_on(node)
+    (sb,) = [s for s in sandbox.list_sandboxes(layout) if s.name == pod]
+    before = agent.read_status(layout, node)
+    assert before is not None and [c.name for c in before.children] == list(agent.CHILDREN)
+    children = agent.alive_children(before)
+    assert len(children) == 3 and all(_parent(pid) == before.pid for pid, _ in children)
+
+    assert processes.stop(layout, agent.component(node), agent.STOP_WAIT)
+    assert not [pid for pid, started in children if processes.is_alive(pid, started)]
+    assert agent.read_status(layout, node) is None
+    log = processes.log_path(layout, agent.component(node)).read_text()
+    stops = [line.split(" stopping ")[1].split()[0] for line in log.splitlines() if " stopping " in line]
+    assert stops == ["kube-proxy", "kubelet", "flanneld"]
+    # flanneld gave node3's lease back on its way out; the pod stays for the next kubelet
+    net = podnet.load(layout)
+    assert net is not None
+    assert node not in {x.node for x in podnet.leases(net.etcd_url, cluster.topology)}
+    assert sb.pause_alive()
+
+    started = processes.start(layout, agent.component(node), agent.agent_argv(node, cluster.mode))
 
     def proxy_of_the_agent() -> bool:
         st = read_status(layout, node)
-        return bool(st and st["pid"] != proxy_before and _parent(st["pid"]) == agent.pid)
+        return bool(st and st["pid"] != proxy_before and _parent(st["pid"]) == started.pid)
 
-    wait_for(proxy_of_the_agent, "the agent's kube-proxy to sync", 60)
+    wait_for(proxy_of_the_agent, "the new agent's kube-proxy to sync", 60)
     wait_for(
         lambda: (
             (n := cluster.json("get", "node", node))["metadata"]["annotations"][KUBELET_URL_ANNOTATION]
             != url_before
             and any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
         ),
-        "the agent's kubelet to register node3",
+        "the new agent's kubelet to register node3",
     )
-    # flanneld, kubelet and kube-proxy, each a child of the agent
-    cluster.agent_children = _children(agent.pid)
-    assert len(cluster.agent_children) == 3, cluster.agent_children
+    after = agent.read_status(layout, node)
+    assert after is not None and after.pid == started.pid
+    assert len(agent.alive_children(after)) == 3 and all(c.starts == 1 for c in after.children)
+    # every agent's children, for `netlab down` to stop
+    for n in NODES:
+        st = agent.read_status(layout, n)
+        assert st is not None
+        cluster.agent_children += agent.alive_children(st)
     # the adopted pod on node3 and the pods elsewhere reach each other again (flanneld leased
     # node3's subnet back), and node3's kube-proxy serves its NodePort
     pods = cluster.wait_web_on_every_node()
+    assert pod in pods
     for name in pods:
         assert set(spread(cluster.netns(name), cluster.vip("web"), 80, n=SPREAD)) == set(pods), name
     assert set(spread(layout.client_netns, cluster.node_ip(node), 30080, n=SPREAD)) == set(pods)
@@ -417,6 +430,28 @@ def test_switching_modes_keeps_services_reachable_and_leaves_nothing_of_the_old_
             assert {"KUBE-SERVICES", "KUBE-POSTROUTING"} <= chains
             assert not relays[node] & listening_ports(ns), f"relay sockets left on {node}"
     assert f"{other} mode" in cluster.cli("proxy", "show").stdout
+
+
+def test_a_kube_proxy_its_agent_starts_again_keeps_the_mode_it_was_switched_to(cluster):
+    switched = "userspace" if cluster.mode == "iptables" else "iptables"  # by the test before
+    layout, node = cluster.layout, "node1"
+    before = read_status(layout, node)
+    assert before["mode"] == switched
+    os.kill(before["pid"], signal.SIGKILL)
+
+    def synced_again() -> dict[str, Any] | None:
+        st = read_status(layout, node)
+        return st if st and st["pid"] != before["pid"] and st["last_sync"] else None
+
+    after = wait_for(synced_again, "the agent's new kube-proxy to sync", 30)
+    assert after["mode"] == switched
+    status = agent.read_status(layout, node)
+    assert status is not None and status.child("kube-proxy").pid == after["pid"]
+    cluster.agent_children += agent.alive_children(status)
+    pods = cluster.web_pods()
+    assert set(spread(layout.client_netns, cluster.node_ip(node), 30080, n=SPREAD)) == set(pods)
+    name = cluster.pod_on(node)
+    assert set(spread(cluster.netns(name), cluster.vip("web"), 80, n=SPREAD)) == set(pods)
 
 
 def test_down_leaves_nothing(cluster):
