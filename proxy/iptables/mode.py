@@ -12,7 +12,9 @@ stale UDP conntrack entries are cleared.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from netlab.errors import NotFound
 from netlab.kernel import set_sysctl
@@ -36,6 +38,7 @@ from proxy.iptables.render import (
     Chain,
     PortRules,
     assemble,
+    delete_leftovers,
     insert_jumps,
     is_large,
     missing_jumps,
@@ -47,6 +50,8 @@ from proxy.mode import NodeInfo
 from proxy.model import ServicePortName, Snapshot
 
 log = logging.getLogger(__name__)
+
+_KUBE_CHAIN = re.compile(r"^:(KUBE-\S+)", re.MULTILINE)  # a chain declaration in iptables-save
 
 
 def _same(old: Snapshot | None, new: Snapshot, spn: ServicePortName) -> bool:
@@ -85,17 +90,18 @@ def remove_rules(
             delete_iptables_chains(netns, table, sorted(c for c in present[table] if owned(c)), backend)
 
 
+def _head(saved: str) -> str:
+    """iptables-save's declarations: a table's chains are all listed before its first rule."""
+    first_rule = saved.find("\n-A ")
+    return saved if first_rule < 0 else saved[:first_rule]
+
+
 def read_kernel_state(
     netns: str, backend: str, jumps: tuple[tuple[str, str, tuple[str, ...]], ...]
 ) -> tuple[list[Chain], list[tuple[str, str, tuple[str, ...]]]]:
     """One iptables-save per table: leftover per-service chains, and which jumps are missing."""
     saved = {table: iptables_save(netns, table, backend) for table in (FILTER, NAT)}
-    existing = [
-        (table, line[1:].split()[0])
-        for table, text in saved.items()
-        for line in text.splitlines()
-        if line.startswith(":KUBE-")
-    ]
+    existing = [(table, chain) for table, text in saved.items() for chain in _KUBE_CHAIN.findall(_head(text))]
     return existing, missing_jumps(jumps, saved)
 
 
@@ -111,13 +117,17 @@ class IptablesMode:
         self._snapshot: Snapshot | None = None
         self._large: bool | None = None
         self.last_restore = ""  # the last restore input, for `show` and debugging
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="iptables-save")
 
     def sync(self, snapshot: Snapshot, changed: frozenset[ServicePortName] | None) -> None:
         large = is_large(snapshot)
         full = changed is None or self._applied is None or large != self._large
         comments = not large
         old = self._snapshot
+        kernel_state = None
         if full:
+            # the kernel's state is read while the rules render: the save is another process
+            kernel_state = self._reader.submit(read_kernel_state, self.netns, self.backend, JUMP_RULES)
             # a full sync rewrites every chain; rendering is pure, so unchanged ports reuse theirs
             reuse = old is not None and large == self._large
             ports = {}
@@ -151,10 +161,11 @@ class IptablesMode:
             desired, only = reassemble(self._applied, ports.values(), olds, new)
             touched = changed
         try:
-            if full:
+            if kernel_state is not None:
+                text = restore_text(desired, None)  # while iptables-save runs
                 ensure_bridge_netfilter(self.netns)
-                existing, jumps = read_kernel_state(self.netns, self.backend, JUMP_RULES)
-                text = insert_jumps(restore_text(desired, None, existing), jumps)
+                existing, jumps = kernel_state.result()
+                text = insert_jumps(delete_leftovers(text, desired, existing), jumps)
             else:
                 text = restore_text(desired, self._applied, only=only)
             iptables_restore(self.netns, text, self.backend)
@@ -173,7 +184,7 @@ class IptablesMode:
         self._ports, self._applied, self._snapshot, self._large = {}, None, None, None
 
     def close(self) -> None:
-        pass
+        self._reader.shutdown()
 
     def show(self) -> str:
         """The kube rules as the kernel has them (`iptables-save`, KUBE chains and jumps only)."""

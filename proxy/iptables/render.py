@@ -88,7 +88,8 @@ def missing_jumps(
     """
     out = []
     for table, chain, spec in jumps:
-        if rule_text(chain, spec) not in saved.get(table, "").splitlines():
+        # a whole-line match, as a substring search: the saved nat table can be 50,000 lines
+        if f"\n{rule_text(chain, spec)}\n" not in "\n" + saved.get(table, ""):
             out.append((table, chain, spec))
     return out
 
@@ -104,15 +105,16 @@ def insert_jumps(text: str, jumps: Iterable[tuple[str, str, tuple[str, ...]]]) -
         by_table.setdefault(table, []).append(rule_text(chain, spec).replace("-A ", "-I ", 1))
     if not by_table:
         return text
-    lines = text.splitlines()
+    text = text if not text or text.endswith("\n") else text + "\n"
     for table, inserts in by_table.items():
-        if f"*{table}" not in lines:
-            lines += [f"*{table}", "COMMIT"]
-        # before the table's COMMIT
-        start = lines.index(f"*{table}")
-        commit = lines.index("COMMIT", start)
-        lines[commit:commit] = inserts
-    return "\n".join(lines) + "\n"
+        start = ("\n" + text).find(f"\n*{table}\n")
+        if start < 0:
+            text += f"*{table}\nCOMMIT\n"
+            start = ("\n" + text).find(f"\n*{table}\n")
+        # before the table's COMMIT (string splicing: a full sync's text can be 50,000 lines)
+        commit = ("\n" + text).find("\nCOMMIT\n", start)
+        text = text[:commit] + "".join(line + "\n" for line in inserts) + text[commit:]
+    return text
 
 
 @lru_cache(maxsize=65536)
@@ -385,10 +387,43 @@ def render(snapshot: Snapshot, node: NodeInfo) -> dict[Chain, tuple[str, ...]]:
     )
 
 
+_FIXED_ORDER = {key: i for i, key in enumerate(FIXED_CHAINS)}
+
+
 def _order(key: Chain) -> tuple[int, int, str]:
     table, chain = key
-    fixed = FIXED_CHAINS.index(key) if key in FIXED_CHAINS else len(FIXED_CHAINS)
-    return (0 if table == FILTER else 1, fixed, chain)
+    return (0 if table == FILTER else 1, _FIXED_ORDER.get(key, len(FIXED_CHAINS)), chain)
+
+
+def delete_leftovers(text: str, desired: Mapping[Chain, tuple[str, ...]], existing: Iterable[Chain]) -> str:
+    """A full sync's `restore_text(desired, None)` with the leftover chains of `existing` deleted.
+
+    The same text as `restore_text(desired, None, existing)`, spliced into the rendered one:
+    the full sync renders while `iptables-save` lists the kernel's chains, and a 50,000-line
+    text is not rendered twice.
+    """
+    for table in (FILTER, NAT):
+        stale = sorted(
+            c
+            for t, c in existing
+            if t == table and (t, c) not in desired and c.startswith(SERVICE_CHAIN_PREFIXES)
+        )
+        if not stale:
+            continue
+        padded = "\n" + text
+        start = padded.find(f"\n*{table}\n")
+        if start < 0:  # tables are written filter first
+            section = f"*{table}\nCOMMIT\n"
+            text = text + section if table == NAT or not text else section + text
+            padded = "\n" + text
+            start = padded.find(f"\n*{table}\n")
+        commit = padded.find("\nCOMMIT\n", start)
+        rules = padded.find("\n-", start, commit)  # the first rule: declarations end there
+        rules = commit if rules < 0 else rules
+        decls = "".join(f":{c} - [0:0]\n" for c in stale)
+        deletes = "".join(f"-X {c}\n" for c in stale)
+        text = text[:rules] + decls + text[rules:commit] + deletes + text[commit:]
+    return text
 
 
 def restore_text(

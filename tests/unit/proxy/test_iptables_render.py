@@ -104,6 +104,26 @@ def test_full_sync_deletes_leftover_chains_found_in_the_kernel():
     assert "CNI-abc" not in text
 
 
+def test_leftovers_spliced_into_a_full_sync_text_match_restore_text():
+    leftovers = [
+        ("nat", "KUBE-SVC-LEFTOVERLEFTOVER"),
+        ("nat", "KUBE-SEP-LEFTOVERLEFTOVER"),
+        ("filter", "KUBE-FW-LEFTOVERLEFTOVER"),
+        ("nat", "CNI-abc"),
+        ("nat", "KUBE-SERVICES"),
+    ]
+    for snapshot in (Snapshot(), *CASES.values()):
+        desired = r.render(snapshot, NODE)
+        spliced = r.delete_leftovers(r.restore_text(desired, None), desired, leftovers)
+        assert spliced == r.restore_text(desired, None, leftovers)
+    # a table the text has no section for gets one
+    only_nat = {k: v for k, v in r.render(Snapshot(), NODE).items() if k[0] == "nat"}
+    spliced = r.delete_leftovers(r.restore_text(only_nat, None), only_nat, leftovers)
+    assert spliced == r.restore_text(only_nat, None, leftovers)
+    fw = "KUBE-FW-LEFTOVERLEFTOVER"
+    assert spliced.startswith(f"*filter\n:{fw} - [0:0]\n-X {fw}\nCOMMIT\n")
+
+
 def test_chain_names_follow_kube_proxy():
     # KUBE-SVC-/SEP- + 16 characters of base32(sha256(...)): 25 characters, within 28
     svc = r.service_chain("KUBE-SVC-", WEB)
