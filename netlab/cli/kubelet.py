@@ -21,7 +21,7 @@ from types import FrameType
 
 import click
 
-from netlab.errors import ConfigError, NetlabError, NotFound, Unavailable
+from netlab.errors import ConfigError, NetlabError, Unavailable
 from netlab.layout import Layout
 
 REGISTER_RETRY = 1.0
@@ -80,12 +80,7 @@ def kubelet_cmd(
         logging.getLogger(noisy).setLevel(logging.WARNING)
     layout = Layout.from_env()
     lab = state.load(layout)
-    try:
-        spec = lab.topology.node(node)
-    except KeyError:
-        raise NotFound(
-            f"node {node} is not part of the lab (nodes: {', '.join(lab.topology.node_names)})"
-        ) from None
+    spec = lab.node(node)
     for value, what in ((cpu, "--cpu"), (memory, "--memory")):
         if value is not None:
             try:

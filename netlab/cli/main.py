@@ -108,4 +108,3 @@ def main() -> None:
             traceback.print_exc(file=f)
         click.echo(f"internal error: {type(e).__name__}: {e} (traceback in {path})", err=True)
         sys.exit(EXIT_BUG)
-

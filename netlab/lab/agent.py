@@ -40,7 +40,6 @@ import sys
 from ipaddress import IPv4Network
 from pathlib import Path
 
-from netlab.errors import NotFound
 from netlab.lab import cniconf, processes, state
 from netlab.lab.state import NODE_UPLINK
 from netlab.lab.supervisor import STOP_TIMEOUT, ChildSpec, Supervisor, SupervisorStatus
@@ -111,12 +110,7 @@ def make_supervisor(layout: Layout, node: str, proxy_mode: str, flanneld: bool =
     from proxy.mode import MODES
 
     lab = state.load(layout)
-    try:
-        spec = lab.topology.node(node)
-    except KeyError:
-        raise NotFound(
-            f"node {node} is not part of the lab (nodes: {', '.join(lab.topology.node_names)})"
-        ) from None
+    spec = lab.node(node)
     children: list[ChildSpec] = []
     if flanneld:
         net = podnet.load(layout)

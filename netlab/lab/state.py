@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from netlab.errors import ConfigError, NotFound
-from netlab.lab.topology import Topology, topology_from_dict
+from netlab.lab.topology import Node, Topology, topology_from_dict
 from netlab.layout import Layout
 
 FORMAT_VERSION = 1
@@ -37,6 +37,15 @@ class LabState:
     topology: Topology
     status: str = "starting"  # starting | running
     components: list[str] = field(default_factory=list)
+
+    def node(self, name: str) -> Node:
+        """The lab's node `name`; NotFound, naming the lab's nodes, when there is none."""
+        try:
+            return self.topology.node(name)
+        except KeyError:
+            raise NotFound(
+                f"node {name} is not part of the lab (nodes: {', '.join(self.topology.node_names)})"
+            ) from None
 
     def to_json(self, layout: Layout) -> dict[str, Any]:
         topo = self.topology

@@ -157,3 +157,13 @@ def test_flannel_conflist_golden():
         Path("/var/lib/netlab/nodes/node2/networks"),
     )
     assert conf == json.loads((GOLDEN / "node2-flannel.conflist").read_text())
+
+
+def test_lab_state_names_its_nodes_when_asked_for_one_it_lacks():
+    from netlab.errors import NotFound
+    from netlab.lab.state import LabState
+
+    lab = LabState("nl-", default_topology(2))
+    assert lab.node("node2").name == "node2"
+    with pytest.raises(NotFound, match=r"^node node9 is not part of the lab \(nodes: node1, node2\)$"):
+        lab.node("node9")
