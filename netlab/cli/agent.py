@@ -16,13 +16,14 @@ from types import FrameType
 import click
 
 from netlab.layout import Layout
+from proxy.mode import MODES
 
 
 @click.command("agent")
 @click.option("--node", required=True, help="The lab node this agent runs.")
 @click.option(
     "--proxy-mode",
-    type=click.Choice(["userspace", "iptables", "ipvs", "ebpf"]),
+    type=click.Choice(MODES),
     default="iptables",
     show_default=True,
     help="kube-proxy mode (switch later with `netlab proxy mode`).",

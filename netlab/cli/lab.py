@@ -9,6 +9,7 @@ import click
 
 from netlab.cli.output import err, out, steps_display
 from netlab.layout import Layout
+from proxy.mode import MODES
 
 if TYPE_CHECKING:
     from netlab.lab.state import LabState
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--proxy-mode",
-    type=click.Choice(["userspace", "iptables", "ipvs", "ebpf"]),
+    type=click.Choice(MODES),
     default="iptables",
     show_default=True,
     help="The kube-proxy mode of every node (switch later with `netlab proxy mode`).",
