@@ -2,8 +2,9 @@
 
 Everything below `/api` and `/apis` goes through one handler that parses the path into
 (group, version, namespace, resource, name, subresource), picks the verb from the method and
-query (`watch=true` turns a list into a watch), and calls the registry. Responses are JSON
-(even when a client asks for protobuf: kubectl and client-go accept that), `as=Table` requests
+query (`watch=true` turns a list into a watch), and calls the registry. Request bodies are
+JSON, YAML or Kubernetes protobuf (decoded to JSON by `k8sproto`); responses are JSON (even
+when a client asks for protobuf: kubectl and client-go accept that), `as=Table` requests
 get server-side tables, and every error is a `Status`.
 """
 
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from netlab.cluster import codec, discovery, openapi, resources, status, tables
+from netlab.cluster import codec, discovery, k8sproto, openapi, protowire, resources, status, tables
 from netlab.cluster.registry import now
 from netlab.cluster.resources import Resource
 from netlab.cluster.selectors import parse_field_selector, parse_label_selector
@@ -109,14 +110,14 @@ async def read_body(request: web.Request) -> Any:
     if not raw:
         raise status.bad_request("the request body is empty")
     ctype = request.content_type
-    if "protobuf" in ctype or "cbor" in ctype:
-        # kubectl's typed generators (`kubectl create configmap ...`) send protobuf; we speak JSON
+    if "protobuf" in ctype:
+        return _protobuf_body(raw)
+    if "cbor" in ctype:
         raise ApiError(
             415,
             "UnsupportedMediaType",
-            f"the body of the request was in an unknown format "
-            f"({ctype}): this apiserver accepts JSON and YAML bodies; use `kubectl create -f FILE` "
-            "or `kubectl apply -f FILE`",
+            f"the body of the request was in an unknown format ({ctype}): this apiserver accepts "
+            "JSON, YAML and protobuf bodies",
         )
     try:
         if "yaml" in ctype:
@@ -126,6 +127,21 @@ async def read_body(request: web.Request) -> Any:
         raise status.bad_request(
             f"the request body is not valid {'YAML' if 'yaml' in ctype else 'JSON'}: {str(e).splitlines()[0]}"
         ) from None
+
+
+def _protobuf_body(raw: bytes) -> Any:
+    """kubectl's typed generators (`kubectl create deployment ...`) send protobuf."""
+    try:
+        return k8sproto.decode_body(raw)
+    except k8sproto.Unsupported as e:
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"{e}: send the object as JSON or YAML instead (`kubectl create -f FILE` or "
+            "`kubectl apply -f FILE`)",
+        ) from None
+    except protowire.DecodeError as e:
+        raise status.bad_request(f"the request body is not valid Kubernetes protobuf: {e}") from None
 
 
 def delete_options(request: web.Request, body: Any) -> Obj:
