@@ -8,8 +8,9 @@ sent with `-o json`, so the rest of the apiserver never knows the difference.
 
 The table below is the part of Kubernetes' published protobuf API (field numbers from the
 `generated.proto` files of k8s.io/api and k8s.io/apimachinery) that those objects reach: the
-kinds this apiserver serves that a client creates (namespaces, configmaps, pods, services,
-deployments, replicasets) with their specs and statuses, down to containers, probes,
+kinds this apiserver serves (namespaces, configmaps, pods, services, deployments,
+replicasets, and the ones node agents and controllers write: nodes, endpoints,
+endpointslices, events, leases) with their specs and statuses, down to containers, probes,
 volumes of the common kinds, affinity and security contexts. A kind or field that is not here
 (a rare volume source, ephemeral containers, managed fields, a field newer than the table) is
 refused with 415 by the caller, naming it, never dropped: the client can send JSON instead.
@@ -185,6 +186,54 @@ LoadBalancerStatus: 1 ingress []LoadBalancerIngress
 LoadBalancerIngress: 1 ip string, 2 hostname string, 3 ipMode *string, 4 ports []PortStatus
 PortStatus: 1 port int32, 2 protocol string, 3 error *string
 
+ObjectReference: 1 kind string, 2 namespace string, 3 name string, 4 uid string,
+  5 apiVersion string, 6 resourceVersion string, 7 fieldPath string
+
+Endpoints: 1 metadata ObjectMeta, 2 subsets []EndpointSubset
+EndpointSubset: 1 addresses []EndpointAddress, 2 notReadyAddresses []EndpointAddress,
+  3 ports []EndpointPort
+EndpointAddress: 1 ip string, 2 targetRef ObjectReference, 3 hostname string,
+  4 nodeName *string
+EndpointPort: 1 name string, 2 port int32, 3 protocol string, 4 appProtocol *string
+
+EndpointSlice: 1 metadata ObjectMeta, 2 endpoints []Endpoint, 3 ports []EndpointSlicePort,
+  4 addressType string
+Endpoint: 1 addresses []string, 2 conditions EndpointConditions, 3 hostname *string,
+  4 targetRef ObjectReference, 6 nodeName *string, 7 zone *string
+EndpointConditions: 1 ready *bool, 2 serving *bool, 3 terminating *bool
+EndpointSlicePort: 1 name *string, 2 protocol *string, 3 port *int32, 4 appProtocol *string
+
+Event: 1 metadata ObjectMeta, 2 involvedObject ObjectReference, 3 reason string,
+  4 message string, 5 source EventSource, 6 firstTimestamp Time, 7 lastTimestamp Time,
+  8 count int32, 9 type string, 10 eventTime MicroTime, 11 series EventSeries, 12 action string,
+  13 related ObjectReference, 14 reportingComponent string, 15 reportingInstance string
+EventSource: 1 component string, 2 host string
+EventSeries: 1 count int32, 2 lastObservedTime MicroTime
+
+Lease: 1 metadata ObjectMeta, 2 spec LeaseSpec
+LeaseSpec: 1 holderIdentity *string, 2 leaseDurationSeconds *int32, 3 acquireTime *MicroTime,
+  4 renewTime *MicroTime, 5 leaseTransitions *int32
+
+Node: 1 metadata ObjectMeta, 2 spec NodeSpec, 3 status NodeStatus
+NodeSpec: 1 podCIDR string, 2 externalID string, 3 providerID string, 4 unschedulable bool,
+  5 taints []Taint, 7 podCIDRs []string
+Taint: 1 key string, 2 value string, 3 effect string, 4 timeAdded *Time
+NodeStatus: 1 capacity {}Quantity, 2 allocatable {}Quantity, 3 phase string,
+  4 conditions []NodeCondition, 5 addresses []NodeAddress,
+  6 daemonEndpoints NodeDaemonEndpoints, 7 nodeInfo NodeSystemInfo, 8 images []ContainerImage,
+  9 volumesInUse []string, 10 volumesAttached []AttachedVolume
+NodeCondition: 1 type string, 2 status string, 3 lastHeartbeatTime Time,
+  4 lastTransitionTime Time, 5 reason string, 6 message string
+NodeAddress: 1 type string, 2 address string
+NodeDaemonEndpoints: 1 kubeletEndpoint DaemonEndpoint
+DaemonEndpoint: 1 Port int32
+NodeSystemInfo: 1 machineID string, 2 systemUUID string, 3 bootID string,
+  4 kernelVersion string, 5 osImage string, 6 containerRuntimeVersion string,
+  7 kubeletVersion string, 8 kubeProxyVersion string, 9 operatingSystem string,
+  10 architecture string
+ContainerImage: 1 names []string, 2 sizeBytes int64
+AttachedVolume: 1 name string, 2 devicePath string
+
 Deployment: 1 metadata ObjectMeta, 2 spec DeploymentSpec, 3 status DeploymentStatus
 DeploymentSpec: 1 replicas *int32, 2 selector LabelSelector, 3 template PodTemplateSpec,
   4 strategy DeploymentStrategy, 5 minReadySeconds int32, 6 revisionHistoryLimit *int32,
@@ -214,6 +263,11 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "Service"): "Service",
     ("apps/v1", "Deployment"): "Deployment",
     ("apps/v1", "ReplicaSet"): "ReplicaSet",
+    ("v1", "Endpoints"): "Endpoints",
+    ("v1", "Event"): "Event",
+    ("v1", "Node"): "Node",
+    ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",
+    ("coordination.k8s.io/v1", "Lease"): "Lease",
 }
 
 

@@ -253,3 +253,54 @@ def test_envelope_errors() -> None:
         k8sproto.decode_body(b'{"kind": "Pod"}')
     with pytest.raises(DecodeError):
         k8sproto.decode_body(envelope("v1", "Pod", ld(1, meta("p")))[:-6])
+
+
+def test_every_served_kind_has_a_message() -> None:
+    from netlab.cluster import resources
+
+    assert {(r.api_version, r.kind) for r in resources.RESOURCES} == set(k8sproto.KINDS)
+
+
+def test_node_agent_kinds() -> None:
+    renew = ld(4, vi(1, 1_700_000_000) + vi(2, 123_456_789))
+    lease = ld(1, meta("node1")) + ld(2, ld(1, "node1") + vi(2, 40) + renew + vi(5, 0))
+    got = k8sproto.decode_body(envelope("coordination.k8s.io/v1", "Lease", lease))
+    assert got["spec"] == {
+        "holderIdentity": "node1",
+        "leaseDurationSeconds": 40,
+        "renewTime": "2023-11-14T22:13:20.123456Z",  # MicroTime keeps microseconds
+        "leaseTransitions": 0,
+    }
+    endpoint = (
+        ld(1, "10.244.1.5") + ld(2, vi(1, 1) + vi(2, 1) + vi(3, 0)) + ld(4, ld(1, "Pod") + ld(3, "web-1"))
+    )
+    endpoint += ld(6, "node1")
+    port = ld(1, "") + ld(2, "TCP") + vi(3, 80)
+    eps = ld(1, meta("web-abc")) + ld(2, endpoint) + ld(3, port) + ld(4, "IPv4")
+    got = k8sproto.decode_body(envelope("discovery.k8s.io/v1", "EndpointSlice", eps))
+    assert got["endpoints"] == [
+        {
+            "addresses": ["10.244.1.5"],
+            "conditions": {"ready": True, "serving": True, "terminating": False},
+            "targetRef": {"kind": "Pod", "name": "web-1"},
+            "nodeName": "node1",
+        }
+    ]
+    assert got["ports"] == [{"name": "", "protocol": "TCP", "port": 80}] and got["addressType"] == "IPv4"
+    status = entry(1, "cpu", ld(1, "2")) + ld(5, ld(1, "InternalIP") + ld(2, "192.168.56.11"))
+    status += ld(6, ld(1, vi(1, 10250))) + ld(7, ld(10, "amd64"))
+    node = ld(1, meta("node1")) + ld(2, ld(1, "10.244.1.0/24") + ld(7, "10.244.1.0/24")) + ld(3, status)
+    got = k8sproto.decode_body(envelope("v1", "Node", node))
+    assert got["spec"] == {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]}
+    assert got["status"] == {
+        "capacity": {"cpu": "2"},
+        "addresses": [{"type": "InternalIP", "address": "192.168.56.11"}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {"architecture": "amd64"},
+    }
+    event = ld(1, meta("web.1")) + ld(2, ld(1, "Pod") + ld(3, "web")) + ld(3, "Scheduled") + vi(8, 1)
+    event += ld(10, b"") + ld(5, ld(1, "default-scheduler"))
+    got = k8sproto.decode_body(envelope("v1", "Event", event))
+    assert (
+        got["eventTime"] is None and got["count"] == 1 and got["source"] == {"component": "default-scheduler"}
+    )
