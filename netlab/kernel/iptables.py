@@ -28,10 +28,13 @@ chains.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import subprocess
+import tempfile
+from collections.abc import Iterable, Sequence
 
-from netlab.errors import ConfigError, KernelError
-from netlab.kernel.commands import run
+from netlab.errors import ConfigError, KernelError, PrerequisiteError
+from netlab.kernel.commands import popen_in_netns, run
 
 BACKENDS = ("legacy", "nft")
 DEFAULT_BACKEND = "legacy"
@@ -48,6 +51,51 @@ def iptables_restore(netns: str | None, text: str, backend: str = DEFAULT_BACKEN
     if not text:
         return
     run(netns, [_tool(backend, "-restore", family), "--noflush", "-w", "5"], input=text, timeout=120)
+
+
+def iptables_restore_stream(
+    netns: str | None, chunks: Iterable[str], backend: str = DEFAULT_BACKEND, family: int = 4
+) -> str:
+    """`iptables_restore` of text produced while it is applied; returns the whole text.
+
+    iptables-restore acts on each line as it reads it and touches the kernel only at COMMIT,
+    so a caller that renders 50,000 lines hands them over as they come: the tool parses on the
+    other core while the caller renders, instead of after it. Its error output goes to a file,
+    never a pipe nobody reads while the input is written.
+    """
+    argv = [_tool(backend, "-restore", family), "--noflush", "-w", "5"]
+    written: list[str] = []
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = popen_in_netns(
+                netns, argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, text=True
+            )
+        except FileNotFoundError:
+            raise PrerequisiteError(f"{argv[0]} is not installed (run the setup step)") from None
+        with proc:
+            stdin = proc.stdin
+            assert stdin is not None
+            try:
+                try:
+                    for chunk in chunks:
+                        written.append(chunk)
+                        stdin.write(chunk)
+                except BrokenPipeError:  # the tool stopped at a bad line: its message says which
+                    pass
+                with contextlib.suppress(BrokenPipeError):
+                    stdin.close()
+                proc.wait(timeout=120)
+            except BaseException:  # a failing producer, a timeout, an interrupt: kill before EOF
+                proc.kill()
+                with contextlib.suppress(OSError):
+                    stdin.close()  # what is still buffered has nowhere to go
+                raise
+        if proc.returncode != 0:
+            errors.seek(0)
+            msg = errors.read().decode(errors="replace").strip().splitlines()
+            where = f" in {netns}" if netns else ""
+            raise KernelError(f"{argv[0]}{where} failed: {msg[-1] if msg else proc.returncode}")
+    return "".join(written)
 
 
 def iptables_save(netns: str | None, table: str, backend: str = DEFAULT_BACKEND, family: int = 4) -> str:

@@ -12,7 +12,9 @@ policy whose endpoints live on other nodes, a DROP) in the filter table.
 Rendering is split so that a partial sync costs little: `render_service_port` gives each
 service port its own chains plus its lines in the shared dispatch chains; `assemble` puts the
 per-port pieces together; `restore_text` writes only chains whose rules differ from what was
-applied last (all of them on a full sync) and deletes chains no longer wanted. A `:CHAIN`
+applied last (all of them on a full sync) and deletes chains no longer wanted;
+`full_restore_chunks` gives a full sync's input in pieces, port by port, for an applier that
+writes while it renders (the same effect as `restore_text`, in dependency order). A `:CHAIN`
 line in `iptables-restore --noflush` input creates or flushes that chain and leaves all other
 chains (other owners' included) untouched.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -331,17 +333,22 @@ NODEPORTS_JUMP = (
 )
 
 
-def assemble(ports: Iterable[PortRules]) -> dict[Chain, tuple[str, ...]]:
-    """Every chain the mode wants, with its rules: fixed chains, shared lines, own chains."""
+def assemble_shared(ports: Iterable[PortRules]) -> dict[Chain, tuple[str, ...]]:
+    """The fixed chains with every port's lines in the shared ones (`KUBE-SERVICES`...)."""
     chains = fixed_rules()
-    own: dict[Chain, tuple[str, ...]] = {}
     for pr in ports:
         for key, lines in pr.shared.items():
             chains[key].extend(lines)
-        own.update(pr.chains)
     chains[(NAT, KUBE_SERVICES)].append(NODEPORTS_JUMP)
-    out: dict[Chain, tuple[str, ...]] = {k: tuple(v) for k, v in chains.items()}
-    out.update(own)
+    return {k: tuple(v) for k, v in chains.items()}
+
+
+def assemble(ports: Iterable[PortRules]) -> dict[Chain, tuple[str, ...]]:
+    """Every chain the mode wants, with its rules: fixed chains, shared lines, own chains."""
+    ports = list(ports)
+    out = assemble_shared(ports)
+    for pr in ports:
+        out.update(pr.chains)
     return out
 
 
@@ -365,12 +372,7 @@ def reassemble(
     for pr in new:
         desired.update(pr.chains)
         touched.update(pr.chains)
-    chains = fixed_rules()
-    for pr in ports:
-        for key, lines in pr.shared.items():
-            chains[key].extend(lines)
-    chains[(NAT, KUBE_SERVICES)].append(NODEPORTS_JUMP)
-    desired.update({k: tuple(v) for k, v in chains.items()})
+    desired.update(assemble_shared(ports))
     return desired, touched
 
 
@@ -395,35 +397,58 @@ def _order(key: Chain) -> tuple[int, int, str]:
     return (0 if table == FILTER else 1, _FIXED_ORDER.get(key, len(FIXED_CHAINS)), chain)
 
 
-def delete_leftovers(text: str, desired: Mapping[Chain, tuple[str, ...]], existing: Iterable[Chain]) -> str:
-    """A full sync's `restore_text(desired, None)` with the leftover chains of `existing` deleted.
+KernelState = tuple[Iterable[Chain], Iterable[tuple[str, str, tuple[str, ...]]]]
 
-    The same text as `restore_text(desired, None, existing)`, spliced into the rendered one:
-    the full sync renders while `iptables-save` lists the kernel's chains, and a 50,000-line
-    text is not rendered twice.
+
+def full_restore_chunks(ports: Iterable[PortRules], kernel_state: Callable[[], KernelState]) -> Iterator[str]:
+    """A full sync's restore input, a piece at a time, for a caller that renders as it writes.
+
+    The same chains, rules, deletions and jump inserts as
+    `insert_jumps(restore_text(assemble(ports), None, existing), jumps)`, in an order that
+    lets each piece go out as soon as it is rendered: the nat table first, each service
+    port's chains declared and filled as that port comes (they jump only to their own chains
+    and the fixed ones, declared first), then the shared chains, which need every port. The
+    kernel's state (leftover chains, missing jumps) is asked for only then, so reading it
+    overlaps the rendering. The filter table, small, follows.
     """
-    for table in (FILTER, NAT):
+    seen: list[PortRules] = []
+    own: dict[str, set[str]] = {FILTER: set(), NAT: set()}
+    later: dict[Chain, tuple[str, ...]] = {}  # own filter chains, written with their table
+    fixed_decls = {t: [f":{c} - [0:0]\n" for tt, c in FIXED_CHAINS if tt == t] for t in (FILTER, NAT)}
+    yield "*nat\n" + "".join(fixed_decls[NAT])
+    for pr in ports:
+        seen.append(pr)
+        keys = sorted(pr.chains, key=_order)
+        for table, chain in keys:
+            own[table].add(chain)
+        nat = [k for k in keys if k[0] == NAT]
+        later.update((k, pr.chains[k]) for k in keys if k[0] == FILTER)
+        if nat:
+            yield "".join(f":{c} - [0:0]\n" for _, c in nat) + "".join(
+                line + "\n" for k in nat for line in pr.chains[k]
+            )
+    shared = assemble_shared(seen)
+    existing, jumps = kernel_state()
+    existing = list(existing)
+    inserts: dict[str, list[str]] = {FILTER: [], NAT: []}
+    for table, chain, spec in jumps:
+        inserts[table].append(rule_text(chain, spec).replace("-A ", "-I ", 1))
+    for table in (NAT, FILTER):
+        fixed = [key for key in FIXED_CHAINS if key[0] == table]
         stale = sorted(
-            c
-            for t, c in existing
-            if t == table and (t, c) not in desired and c.startswith(SERVICE_CHAIN_PREFIXES)
+            c for t, c in existing if t == table and c not in own[t] and c.startswith(SERVICE_CHAIN_PREFIXES)
         )
-        if not stale:
-            continue
-        padded = "\n" + text
-        start = padded.find(f"\n*{table}\n")
-        if start < 0:  # tables are written filter first
-            section = f"*{table}\nCOMMIT\n"
-            text = text + section if table == NAT or not text else section + text
-            padded = "\n" + text
-            start = padded.find(f"\n*{table}\n")
-        commit = padded.find("\nCOMMIT\n", start)
-        rules = padded.find("\n-", start, commit)  # the first rule: declarations end there
-        rules = commit if rules < 0 else rules
-        decls = "".join(f":{c} - [0:0]\n" for c in stale)
-        deletes = "".join(f"-X {c}\n" for c in stale)
-        text = text[:rules] + decls + text[rules:commit] + deletes + text[commit:]
-    return text
+        out = [] if table == NAT else ["*filter\n", *fixed_decls[FILTER]]
+        if table == FILTER:
+            mine = sorted(later, key=_order)
+            out += [f":{c} - [0:0]\n" for _, c in mine]
+            out += [line + "\n" for k in mine for line in later[k]]
+        out += [line + "\n" for key in fixed for line in shared[key]]
+        out += [f":{c} - [0:0]\n" for c in stale]
+        out += [f"-X {c}\n" for c in stale]
+        out += [line + "\n" for line in inserts[table]]
+        out.append("COMMIT\n")
+        yield "".join(out)
 
 
 def restore_text(

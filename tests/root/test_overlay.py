@@ -347,6 +347,7 @@ def test_deleted_device_is_recreated_and_peers_follow(lab: OverlayLab) -> None:
     wait_for(recreated, what="flannel.1 recreated")
     with Rtnl(lab.netns(n1)) as r:
         new_mac = r.get_link("flannel.1").mac
+
     # the lease carries the new MAC, the peer replaced its neighbour and FDB entries in place
     def published() -> bool:
         kv = lab.client.get(f"/coreos.com/network/subnets/{s1.network_address}-24")

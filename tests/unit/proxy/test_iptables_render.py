@@ -104,24 +104,90 @@ def test_full_sync_deletes_leftover_chains_found_in_the_kernel():
     assert "CNI-abc" not in text
 
 
-def test_leftovers_spliced_into_a_full_sync_text_match_restore_text():
-    leftovers = [
-        ("nat", "KUBE-SVC-LEFTOVERLEFTOVER"),
-        ("nat", "KUBE-SEP-LEFTOVERLEFTOVER"),
-        ("filter", "KUBE-FW-LEFTOVERLEFTOVER"),
-        ("nat", "CNI-abc"),
-        ("nat", "KUBE-SERVICES"),
+def _restore_effect(text: str) -> dict[str, dict[str, object]]:
+    """What restore input does, per table: chains declared, rules per chain, deletions, inserts."""
+    out: dict[str, dict[str, object]] = {}
+    table: dict[str, object] = {}
+    for line in text.splitlines():
+        if line.startswith("*"):
+            empty = {"declared": set(), "rules": {}, "deleted": set(), "inserts": []}
+            table = out.setdefault(line[1:], empty)
+        elif line.startswith(":"):
+            table["declared"].add(line[1:].split()[0])  # type: ignore[attr-defined]
+        elif line.startswith("-A "):
+            table["rules"].setdefault(line.split()[1], []).append(line)  # type: ignore[attr-defined]
+        elif line.startswith("-X "):
+            table["deleted"].add(line.split()[1])  # type: ignore[attr-defined]
+        elif line.startswith("-I "):
+            table["inserts"].append(line)  # type: ignore[attr-defined]
+    return out
+
+
+def _declared_before_use(text: str) -> None:
+    declared: set[tuple[str, str]] = set()
+    table = ""
+    for line in text.splitlines():
+        words = line.split()
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith(":"):
+            declared.add((table, words[0][1:]))
+        elif line.startswith(("-A ", "-I ")):
+            if line.startswith("-A "):
+                assert (table, words[1]) in declared, line
+            target = words[words.index("-j") + 1]
+            assert not target.startswith("KUBE-") or (table, target) in declared, line
+
+
+LEFTOVERS = [
+    ("nat", "KUBE-SVC-LEFTOVERLEFTOVER"),
+    ("nat", "KUBE-SEP-LEFTOVERLEFTOVER"),
+    ("filter", "KUBE-FW-LEFTOVERLEFTOVER"),
+    ("nat", "CNI-abc"),
+    ("nat", "KUBE-SERVICES"),
+]
+
+
+@pytest.mark.parametrize("case", ["empty", *CASES])
+@pytest.mark.parametrize("jumps", [(), r.JUMP_RULES])
+def test_streamed_full_sync_does_what_restore_text_does(case, jumps):
+    snapshot = Snapshot() if case == "empty" else CASES[case]
+    ports = [
+        r.render_service_port(snapshot.services[spn], snapshot.endpoints_of(spn), NODE)
+        for spn in sorted(snapshot.services)
     ]
-    for snapshot in (Snapshot(), *CASES.values()):
-        desired = r.render(snapshot, NODE)
-        spliced = r.delete_leftovers(r.restore_text(desired, None), desired, leftovers)
-        assert spliced == r.restore_text(desired, None, leftovers)
-    # a table the text has no section for gets one
-    only_nat = {k: v for k, v in r.render(Snapshot(), NODE).items() if k[0] == "nat"}
-    spliced = r.delete_leftovers(r.restore_text(only_nat, None), only_nat, leftovers)
-    assert spliced == r.restore_text(only_nat, None, leftovers)
-    fw = "KUBE-FW-LEFTOVERLEFTOVER"
-    assert spliced.startswith(f"*filter\n:{fw} - [0:0]\n-X {fw}\nCOMMIT\n")
+    asked = []
+
+    def kernel_state():
+        asked.append(True)
+        return LEFTOVERS, jumps
+
+    streamed = "".join(r.full_restore_chunks(iter(ports), kernel_state))
+    expected = r.insert_jumps(r.restore_text(r.assemble(ports), None, LEFTOVERS), jumps)
+    assert asked == [True]
+    assert _restore_effect(streamed) == _restore_effect(expected)
+    _declared_before_use(streamed)
+    assert "-X KUBE-SVC-LEFTOVERLEFTOVER" in streamed and "CNI-abc" not in streamed
+
+
+def test_streamed_full_sync_asks_for_the_kernel_state_after_the_last_port():
+    ports = [r.render_service_port(svc, CASES["nodeport"].endpoints_of(spn), NODE)
+             for spn, svc in CASES["nodeport"].services.items()]  # fmt: skip
+    pieces = []
+
+    def kernel_state():
+        pieces.append("kernel state")
+        return (), ()
+
+    def rendered():
+        for pr in ports:
+            pieces.append("port")
+            yield pr
+
+    for _ in r.full_restore_chunks(rendered(), kernel_state):
+        pieces.append("chunk")
+    # each port's chains go out before the next port renders; the state comes last
+    assert pieces[:4] == ["chunk", "port", "chunk", "kernel state"]
 
 
 def test_chain_names_follow_kube_proxy():
