@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# no emoji codes: a MAC address such as e6:cd:70:... would print its ":cd:" as a disc
+out = Console(highlight=False, emoji=False)
+err = Console(stderr=True, highlight=False, emoji=False)
 
 
 @contextmanager
