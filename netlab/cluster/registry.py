@@ -122,7 +122,7 @@ class Registry:
         causes = validation.validate(res.plural, obj, res.namespaced)
         if causes:
             name = (obj.get("metadata") or {}).get("name") or ""
-            raise status.invalid(res.kind, res.qualified, str(name), causes)
+            raise status.invalid(res.kind, res.group, str(name), causes)
 
     async def _namespace_ready(self, res: Resource, ns: str | None) -> None:
         if not res.namespaced:
@@ -177,7 +177,7 @@ class Registry:
         if res is resources.SERVICES:
             causes = self.allocator.allocate(obj)
             if causes:
-                raise status.invalid(res.kind, res.qualified, meta["name"], causes)
+                raise status.invalid(res.kind, res.group, meta["name"], causes)
         if dry_run:
             if res is resources.SERVICES:
                 self.allocator.release_unused(obj, None)
@@ -288,7 +288,7 @@ class Registry:
                     )
                 )
         if causes:
-            raise status.invalid(res.kind, res.qualified, new["metadata"]["name"], causes)
+            raise status.invalid(res.kind, res.group, new["metadata"]["name"], causes)
 
     async def _write(self, res: Resource, old: Obj, new: Obj, *, dry_run: bool = False) -> Obj:
         """Store `new` over `old` (CAS on old's revision), or finish a deletion it completes."""
@@ -306,7 +306,7 @@ class Registry:
         if res is resources.SERVICES:
             causes = self.allocator.allocate(new, old)
             if causes:
-                raise status.invalid(res.kind, res.qualified, meta["name"], causes)
+                raise status.invalid(res.kind, res.group, meta["name"], causes)
         if dry_run:
             if res is resources.SERVICES:
                 self.allocator.release_new(old, new)
@@ -485,7 +485,7 @@ class Registry:
         if policy not in (None, "Orphan", "Background", "Foreground"):
             raise status.invalid(
                 "DeleteOptions",
-                "DeleteOptions",
+                "meta.k8s.io",
                 "",
                 [
                     status.Cause(
@@ -628,7 +628,7 @@ class Registry:
         if not node:
             raise status.invalid(
                 "Binding",
-                "bindings",
+                "",
                 name,
                 [status.Cause("target.name", "Required value", "FieldValueRequired")],
             )
@@ -723,7 +723,7 @@ class Registry:
             if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
                 raise status.invalid(
                     "Scale",
-                    res.qualified,
+                    "autoscaling",
                     name,
                     [
                         status.Cause(

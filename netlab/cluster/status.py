@@ -21,7 +21,7 @@ class Cause:
     def to_json(self) -> dict[str, str]:
         return {
             "reason": self.reason,
-            "message": f"{self.field}: {self.message}" if self.field else self.message,
+            "message": self.message,  # the field is its own member; kubectl prints both
             "field": self.field,
         }
 
@@ -35,16 +35,25 @@ class ApiError(Exception):
     name: str = ""
     causes: list[Cause] = field(default_factory=list)
     retry_after: int | None = None
+    group: str = ""  # for details, with `kind`, where that is a kind (Invalid)
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
 
     def status(self) -> dict[str, Any]:
-        return status_object(self.code, self.reason, self.message, self.kind, self.name, self.causes)
+        return status_object(
+            self.code, self.reason, self.message, self.kind, self.name, self.causes, self.group
+        )
 
 
 def status_object(
-    code: int, reason: str, message: str, kind: str = "", name: str = "", causes: list[Cause] | None = None
+    code: int,
+    reason: str,
+    message: str,
+    kind: str = "",
+    name: str = "",
+    causes: list[Cause] | None = None,
+    group: str = "",
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "kind": "Status",
@@ -58,6 +67,8 @@ def status_object(
     details: dict[str, Any] = {}
     if name:
         details["name"] = name
+    if group:
+        details["group"] = group
     if kind:
         details["kind"] = kind
     if causes:
@@ -103,10 +114,18 @@ def gone(message: str = "The resourceVersion for the provided watch is too old."
     return ApiError(410, "Expired", message)
 
 
-def invalid(kind_name: str, kind: str, name: str, causes: list[Cause]) -> ApiError:
-    """422 Invalid: `<Kind> "<name>" is invalid: <field>: <message>, ...` like kube-apiserver."""
-    text = ", ".join(f"{c.field}: {c.message}" for c in causes)
-    return ApiError(422, "Invalid", f'{kind_name} "{name}" is invalid: {text}', kind, name, causes)
+def invalid(kind: str, group: str, name: str, causes: list[Cause]) -> ApiError:
+    """422 Invalid: `<Kind>[.<group>] "<name>" is invalid: <field>: <message>, ...` as upstream.
+
+    Unlike other errors, upstream's details name the kind (`Secret`) and its group, not the
+    resource (`secrets`): kubectl prints `The Secret "x" is invalid: <field>: <message>` from
+    them, the field taken from each cause.
+    """
+    text = ", ".join(f"{c.field}: {c.message}" if c.field else c.message for c in causes)
+    qualified = f"{kind}.{group}" if group else kind
+    return ApiError(
+        422, "Invalid", f'{qualified} "{name}" is invalid: {text}', kind, name, causes, group=group
+    )
 
 
 def forbidden(message: str, kind: str = "", name: str = "") -> ApiError:

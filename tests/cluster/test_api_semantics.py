@@ -117,6 +117,10 @@ def test_invalid_input_gets_422_naming_the_field(
     assert st["kind"] == "Status" and st["reason"] == "Invalid" and st["code"] == 422
     assert field in [c["field"] for c in st["details"]["causes"]], st
     assert field in st["message"]
+    # as upstream: the details name the kind, and each cause's message leaves its field out
+    assert st["details"]["kind"] == body["kind"] and st["details"]["name"] == body["metadata"]["name"]
+    assert st["details"].get("group", "") == ("apps" if plural == "deployments" else "")
+    assert not any(c["message"].startswith(c["field"]) for c in st["details"]["causes"]), st
 
 
 def test_node_port_taken_and_released(api: ApiServerForTest) -> None:
