@@ -266,7 +266,7 @@ class Registry:
 
     def _check_update(self, res: Resource, old: Obj, new: Obj) -> None:
         self._validate(res, new)
-        causes = []
+        causes = validation.validate_update(res.plural, old, new)
         if res.plural in _IMMUTABLE_SELECTOR:
             before = (old.get("spec") or {}).get("selector")
             after = (new.get("spec") or {}).get("selector")

@@ -2,7 +2,8 @@
 
 Mirrors the subset of kube-apiserver's validation that matters for a lab and that users hit
 by hand: DNS-1123 names, label and annotation syntax, ports and protocols, selectors (and that
-a template's labels match them), resource quantities, service shapes. The apiserver answers a
+a template's labels match them), resource quantities, service shapes, config keys, and what an
+update may not change (the data of an `immutable` config map). The apiserver answers a
 non-empty list with 422 Invalid; messages follow upstream's wording so they read familiarly.
 """
 
@@ -408,6 +409,22 @@ def configmap(v: _V, obj: Obj) -> None:
                 )
 
 
+def _immutable_fields(v: _V, old: Obj, new: Obj, fields: tuple[str, ...]) -> None:
+    """Once `immutable: true`, it stays so and the data may not change (upstream's wording)."""
+    if old.get("immutable") is not True:
+        return
+    message = "Forbidden: field is immutable when `immutable` is set"
+    if new.get("immutable") is not True:
+        v.add("immutable", message, "FieldValueForbidden")
+    for part in fields:
+        if (old.get(part) or {}) != (new.get(part) or {}):
+            v.add(part, message, "FieldValueForbidden")
+
+
+def configmap_update(v: _V, old: Obj, new: Obj) -> None:
+    _immutable_fields(v, old, new, ("data", "binaryData"))
+
+
 def node(v: _V, obj: Obj) -> None:
     cidr = (obj.get("spec") or {}).get("podCIDR")
     if cidr:
@@ -452,4 +469,18 @@ def validate(plural: str, obj: Obj, namespaced: bool) -> list[Cause]:
     check = _KIND_CHECKS.get(plural)
     if check is not None:
         check(v, obj)
+    return v.causes
+
+
+_UPDATE_CHECKS: dict[str, Callable[[_V, Obj, Obj], None]] = {
+    "configmaps": configmap_update,
+}
+
+
+def validate_update(plural: str, old: Obj, new: Obj) -> list[Cause]:
+    """What an update may not change, beyond what `validate` checks of the new object."""
+    v = _V()
+    check = _UPDATE_CHECKS.get(plural)
+    if check is not None:
+        check(v, old, new)
     return v.causes

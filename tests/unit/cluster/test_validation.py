@@ -8,7 +8,7 @@ import pytest
 
 from netlab.cluster import defaults
 from netlab.cluster.allocators import IPAllocator, PortAllocator, ServiceAllocator
-from netlab.cluster.validation import validate
+from netlab.cluster.validation import validate, validate_update
 
 
 def pod(**spec: Any) -> dict[str, Any]:
@@ -157,3 +157,17 @@ def test_update_keeps_addresses() -> None:
     assert a.allocate(new, old) == [] and new["spec"]["clusterIP"] == old["spec"]["clusterIP"]
     changed = svc(clusterIP="10.96.0.9")
     assert [c.field for c in a.allocate(changed, old)] == ["spec.clusterIP"]  # immutable
+
+
+def test_immutable_config_maps_keep_their_data() -> None:
+    cm = {"metadata": {"name": "c"}, "data": {"a": "1"}, "binaryData": {"b": "AA=="}, "immutable": True}
+    assert validate_update("configmaps", cm, {**cm, "metadata": {"name": "c", "labels": {"x": "y"}}}) == []
+    causes = validate_update("configmaps", cm, {**cm, "data": {"a": "2"}, "binaryData": {}})
+    assert [(c.field, c.reason) for c in causes] == [
+        ("data", "FieldValueForbidden"),
+        ("binaryData", "FieldValueForbidden"),
+    ]
+    assert "field is immutable when `immutable` is set" in causes[0].message
+    assert [c.field for c in validate_update("configmaps", cm, {**cm, "immutable": False})] == ["immutable"]
+    mutable = {**cm, "immutable": False}
+    assert validate_update("configmaps", mutable, {**mutable, "data": {}, "immutable": True}) == []
