@@ -8,6 +8,7 @@ the object in place.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -124,6 +125,35 @@ def endpointslice(obj: Obj) -> None:
             p.setdefault("protocol", "TCP")
 
 
+def secret(obj: Obj) -> None:
+    """`type` defaults to Opaque; `stringData` is folded into `data` and never kept.
+
+    Upstream does the folding when it converts a v1 Secret to its internal type (which has no
+    stringData), so it happens on every write, create, update and patch alike, and a key in
+    both takes stringData's value. A value that is not a string stays behind in `stringData`
+    for validation to refuse by name.
+    """
+    if not obj.get("type"):
+        obj["type"] = "Opaque"
+    string_data = obj.pop("stringData", None)
+    if not string_data:
+        return
+    if obj.get("data") is None:
+        obj["data"] = {}
+    data = obj["data"]
+    if not isinstance(string_data, dict) or not isinstance(data, dict):
+        obj["stringData"] = string_data
+        return
+    left = {}
+    for key, value in string_data.items():
+        if isinstance(value, str):
+            data[key] = base64.b64encode(value.encode()).decode()
+        else:
+            left[key] = value
+    if left:
+        obj["stringData"] = left
+
+
 DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "pods": pod,
     "deployments": deployment,
@@ -131,6 +161,7 @@ DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "services": service,
     "namespaces": namespace,
     "endpointslices": endpointslice,
+    "secrets": secret,
 }
 
 

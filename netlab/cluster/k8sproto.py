@@ -1,6 +1,6 @@
 """Kubernetes protobuf request bodies: the envelope and the messages kubectl's generators send.
 
-`kubectl create namespace|configmap|deployment|service ...` encode their object with
+`kubectl create namespace|configmap|secret|deployment|service ...` encode their object with
 client-go's protobuf serializer: the 4 bytes `k8s\\x00`, then a `runtime.Unknown` message
 (1 typeMeta {1 apiVersion, 2 kind}, 2 raw, 3 contentEncoding, 4 contentType) whose `raw` is
 the object's own message. `decode_body` turns that into the JSON object kubectl would have
@@ -8,7 +8,7 @@ sent with `-o json`, so the rest of the apiserver never knows the difference.
 
 The table below is the part of Kubernetes' published protobuf API (field numbers from the
 `generated.proto` files of k8s.io/api and k8s.io/apimachinery) that those objects reach: the
-kinds this apiserver serves (namespaces, configmaps, pods, services, deployments,
+kinds this apiserver serves (namespaces, configmaps, secrets, pods, services, deployments,
 replicasets, and the ones node agents and controllers write: nodes, endpoints,
 endpointslices, events, leases) with their specs and statuses, down to containers, probes,
 volumes of the common kinds, affinity and security contexts. A kind or field that is not here
@@ -49,6 +49,8 @@ NamespaceCondition: 1 type string, 2 status string, 4 lastTransitionTime Time, 5
   6 message string
 
 ConfigMap: 1 metadata ObjectMeta, 2 data {}string, 3 binaryData {}bytes, 4 immutable *bool
+Secret: 1 metadata ObjectMeta, 2 data {}bytes, 3 type string, 4 stringData {}string,
+  5 immutable *bool
 
 Pod: 1 metadata ObjectMeta, 2 spec PodSpec, 3 status PodStatus
 PodTemplateSpec: 1 metadata ObjectMeta, 2 spec PodSpec
@@ -259,6 +261,7 @@ ReplicaSetCondition: 1 type string, 2 status string, 3 lastTransitionTime Time, 
 KINDS: dict[tuple[str, str], str] = {
     ("v1", "Namespace"): "Namespace",
     ("v1", "ConfigMap"): "ConfigMap",
+    ("v1", "Secret"): "Secret",
     ("v1", "Pod"): "Pod",
     ("v1", "Service"): "Service",
     ("apps/v1", "Deployment"): "Deployment",

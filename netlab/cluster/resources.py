@@ -100,6 +100,7 @@ RESOURCES: tuple[Resource, ...] = (
     ),
     Resource("", "v1", "events", "event", "Event", True, "events", ("ev",), has_status=False),
     Resource("", "v1", "configmaps", "configmap", "ConfigMap", True, "configmaps", ("cm",), has_status=False),
+    Resource("", "v1", "secrets", "secret", "Secret", True, "secrets", has_status=False),
     Resource(
         "apps",
         "v1",

@@ -290,6 +290,10 @@ def _configmap_row(o: Obj, now: datetime) -> list[Any]:
     return [o["metadata"]["name"], len(o.get("data") or {}) + len(o.get("binaryData") or {}), age(o, now)]
 
 
+def _secret_row(o: Obj, now: datetime) -> list[Any]:
+    return [o["metadata"]["name"], o.get("type", ""), len(o.get("data") or {}), age(o, now)]
+
+
 def _lease_row(o: Obj, now: datetime) -> list[Any]:
     return [o["metadata"]["name"], _none((o.get("spec") or {}).get("holderIdentity")), age(o, now)]
 
@@ -331,6 +335,15 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, datetime], list[Any]]]] =
     "configmaps": (
         [("Name", "string", "name", 0), ("Data", "integer", "", 0), ("Age", "string", "", 0)],
         _configmap_row,
+    ),
+    "secrets": (
+        [
+            ("Name", "string", "name", 0),
+            ("Type", "string", "", 0),
+            ("Data", "string", "", 0),
+            ("Age", "string", "", 0),
+        ],
+        _secret_row,
     ),
     "leases": (
         [("Name", "string", "name", 0), ("Holder", "string", "", 0), ("Age", "string", "", 0)],

@@ -2,14 +2,20 @@
 
 Mirrors the subset of kube-apiserver's validation that matters for a lab and that users hit
 by hand: DNS-1123 names, label and annotation syntax, ports and protocols, selectors (and that
-a template's labels match them), resource quantities, service shapes, config keys, and what an
-update may not change (the data of an `immutable` config map). The apiserver answers a
-non-empty list with 422 Invalid; messages follow upstream's wording so they read familiarly.
+a template's labels match them), resource quantities, service shapes, config and secret keys
+and the keys each well-known Secret type needs, and what an update may not change (`immutable`
+config maps and secrets, a secret's type). The apiserver answers a non-empty list with 422
+Invalid; messages follow upstream's wording so they read familiarly. One deliberate difference:
+a Secret `data` value that is not base64 is a 422 naming `data[key]` here, where upstream fails
+earlier, decoding the JSON, with a 400 that names no field.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -398,15 +404,93 @@ def endpointslice(v: _V, obj: Obj) -> None:
         _protocol(v, f"ports[{i}].protocol", p.get("protocol", "TCP"))
 
 
+_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+# the most a Secret's data values may hold together (upstream's MaxSecretSize)
+MAX_DATA_SIZE = 1024 * 1024
+
+
+def _config_keys(v: _V, part: str, values: Any) -> None:
+    if values is None:
+        return
+    if not isinstance(values, dict):
+        v.invalid(part, "", "must be a map of string keys to values")
+        return
+    for k in values:
+        if not _CONFIG_KEY.match(k) or len(k) > 253:
+            v.invalid(
+                f"{part}[{k}]",
+                k,
+                "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+            )
+
+
 def configmap(v: _V, obj: Obj) -> None:
     for part in ("data", "binaryData"):
-        for k in obj.get(part) or {}:
-            if not re.match(r"^[-._a-zA-Z0-9]+$", k) or len(k) > 253:
-                v.invalid(
-                    f"{part}[{k}]",
-                    k,
-                    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
-                )
+        _config_keys(v, part, obj.get(part))
+
+
+def _decoded(v: _V, key: str, value: Any) -> bytes | None:
+    """A data value's bytes; Go's base64 (standard alphabet, padded) skips line breaks."""
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value.replace("\r", "").replace("\n", ""), validate=True)
+        except binascii.Error:
+            pass
+    v.invalid(f"data[{key}]", "<secret contents redacted>", "must be a base64-encoded string")
+    return None
+
+
+# the keys each well-known Secret type needs (upstream's ValidateSecret)
+TLS_CERT, TLS_KEY = "tls.crt", "tls.key"
+DOCKER_CONFIG_JSON, DOCKER_CFG = ".dockerconfigjson", ".dockercfg"
+BASIC_USERNAME, BASIC_PASSWORD = "username", "password"
+SSH_PRIVATE_KEY = "ssh-privatekey"
+SERVICE_ACCOUNT_NAME = "kubernetes.io/service-account.name"
+
+
+def secret(v: _V, obj: Obj) -> None:
+    for k in obj.get("stringData") or {}:
+        v.invalid(f"stringData[{k}]", "<secret contents redacted>", "must be a string")
+    data = obj.get("data")
+    _config_keys(v, "data", data)
+    keys: dict[str, Any] = data if isinstance(data, dict) else {}
+    raw: dict[str, bytes] = {}  # the values that decode (the others are reported)
+    for k, val in keys.items():
+        if (b := _decoded(v, k, val)) is not None:
+            raw[k] = b
+    if sum(len(b) for b in raw.values()) > MAX_DATA_SIZE:
+        v.add("data", f"Too long: must have at most {MAX_DATA_SIZE} bytes", "FieldValueTooLong")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        v.invalid("type", kind, "must be a string")
+    elif kind == "kubernetes.io/service-account-token":
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        if not isinstance(annotations, dict) or not annotations.get(SERVICE_ACCOUNT_NAME):
+            v.required(f"metadata.annotations[{SERVICE_ACCOUNT_NAME}]")
+    elif kind in ("kubernetes.io/dockercfg", "kubernetes.io/dockerconfigjson"):
+        key = DOCKER_CFG if kind == "kubernetes.io/dockercfg" else DOCKER_CONFIG_JSON
+        if key not in keys:
+            v.required(f"data[{key}]")
+        elif key in raw:
+            try:
+                parsed = json.loads(raw[key])
+            except ValueError as e:
+                v.invalid(f"data[{key}]", "<secret contents redacted>", str(e))
+            else:
+                if not isinstance(parsed, dict):
+                    v.invalid(f"data[{key}]", "<secret contents redacted>", "must be a JSON object")
+    elif kind == "kubernetes.io/basic-auth":
+        # either may be empty, but one of the two must be there
+        if BASIC_USERNAME not in keys and BASIC_PASSWORD not in keys:
+            v.required(f"data[{BASIC_USERNAME}]")
+            v.required(f"data[{BASIC_PASSWORD}]")
+    elif kind == "kubernetes.io/ssh-auth":
+        if SSH_PRIVATE_KEY not in keys or raw.get(SSH_PRIVATE_KEY) == b"":
+            v.required(f"data[{SSH_PRIVATE_KEY}]")
+    elif kind == "kubernetes.io/tls":
+        for key in (TLS_CERT, TLS_KEY):
+            if key not in keys:
+                v.required(f"data[{key}]")
 
 
 def _immutable_fields(v: _V, old: Obj, new: Obj, fields: tuple[str, ...]) -> None:
@@ -423,6 +507,12 @@ def _immutable_fields(v: _V, old: Obj, new: Obj, fields: tuple[str, ...]) -> Non
 
 def configmap_update(v: _V, old: Obj, new: Obj) -> None:
     _immutable_fields(v, old, new, ("data", "binaryData"))
+
+
+def secret_update(v: _V, old: Obj, new: Obj) -> None:
+    if old.get("type") != new.get("type"):
+        v.invalid("type", new.get("type"), "field is immutable")
+    _immutable_fields(v, old, new, ("data",))
 
 
 def node(v: _V, obj: Obj) -> None:
@@ -454,6 +544,7 @@ _KIND_CHECKS: dict[str, Callable[[_V, Obj], None]] = {
     "endpoints": endpoints,
     "endpointslices": endpointslice,
     "configmaps": configmap,
+    "secrets": secret,
     "nodes": node,
     "leases": lease,
     "events": event,
@@ -474,6 +565,7 @@ def validate(plural: str, obj: Obj, namespaced: bool) -> list[Cause]:
 
 _UPDATE_CHECKS: dict[str, Callable[[_V, Obj, Obj], None]] = {
     "configmaps": configmap_update,
+    "secrets": secret_update,
 }
 
 

@@ -55,9 +55,16 @@ def test_version_and_api_resources(api: ApiServerForTest) -> None:
     assert out["serverVersion"]["gitVersion"].startswith("v1.32")
     res = api.kubectl("api-resources").stdout
     lines = {line.split()[0]: line for line in res.splitlines()[1:]}
-    assert {"pods", "services", "deployments", "replicasets", "endpointslices", "leases", "nodes"} <= set(
-        lines
-    )
+    assert {
+        "pods",
+        "services",
+        "deployments",
+        "replicasets",
+        "endpointslices",
+        "leases",
+        "nodes",
+        "secrets",
+    } <= set(lines)
     assert " po " in lines["pods"] and "apps/v1" in lines["deployments"]
 
 

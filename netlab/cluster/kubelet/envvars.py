@@ -14,7 +14,8 @@ Order and rules follow the kubelet (`pkg/kubelet/kubelet_pods.go` makeEnvironmen
 
 `command` and `args` are expanded against the result. A missing config map or key that is not
 optional makes the container unstartable with the kubelet's `CreateContainerConfigError`
-wording; secrets are not served by this apiserver, so a required secret is the same error.
+wording. This kubelet does not read secrets (the apiserver serves them, but nothing here
+fetches them for a pod), so a required secret reference is the same error, saying so.
 Pure: config maps and services are handed in.
 """
 
@@ -193,6 +194,10 @@ def _configmap_value(configmaps: ConfigMaps, ref: Obj) -> str | None:
     return str(data[key])
 
 
+def _no_secrets(ref: Obj) -> str:
+    return f'secret "{ref.get("name")}" cannot be used: this kubelet does not read secrets'
+
+
 def ctx_ns(obj: Obj) -> str:
     return str((obj.get("metadata") or {}).get("namespace") or "default")
 
@@ -225,7 +230,7 @@ def container_env(
         elif "secretRef" in source:
             ref = source["secretRef"] or {}
             if not ref.get("optional"):
-                raise ConfigError(f'secret "{ref.get("name")}" not found (this lab serves no secrets)')
+                raise ConfigError(_no_secrets(ref))
     for item in container.get("env") or []:
         name = str(item.get("name") or "")
         if not name:
@@ -243,7 +248,7 @@ def container_env(
             elif "secretKeyRef" in src:
                 ref = src["secretKeyRef"] or {}
                 if not ref.get("optional"):
-                    raise ConfigError(f'secret "{ref.get("name")}" not found (this lab serves no secrets)')
+                    raise ConfigError(_no_secrets(ref))
             continue
         env[name] = expand(str(item.get("value") or ""), env)
     return env

@@ -237,9 +237,27 @@ def test_configmap_bytes_are_base64_and_service_target_ports() -> None:
     }
 
 
+def test_secret_as_kubectl_create_secret_sends_it() -> None:
+    data = entry(2, "tls.crt", b"\x00cert") + entry(2, "tls.key", "key")
+    sec = ld(1, meta("t")) + data + ld(3, "kubernetes.io/tls") + entry(4, "extra", "plain") + vi(5, 1)
+    got = k8sproto.decode_body(envelope("v1", "Secret", sec))
+    assert got == {
+        "kind": "Secret",
+        "apiVersion": "v1",
+        "metadata": {"name": "t", "creationTimestamp": None},
+        "data": {"tls.crt": "AGNlcnQ=", "tls.key": "a2V5"},
+        "type": "kubernetes.io/tls",
+        "stringData": {"extra": "plain"},
+        "immutable": True,
+    }
+    # `kubectl create secret generic` leaves the type empty: the apiserver defaults it
+    got = k8sproto.decode_body(envelope("v1", "Secret", ld(1, meta("g")) + entry(2, "a", "b") + ld(3, "")))
+    assert "type" not in got and got["data"] == {"a": "Yg=="}
+
+
 def test_unknown_kind_and_field_are_unsupported_with_their_names() -> None:
-    with pytest.raises(k8sproto.Unsupported, match=r"kind Secret \(v1\)"):
-        k8sproto.decode_body(envelope("v1", "Secret", ld(1, meta("s"))))
+    with pytest.raises(k8sproto.Unsupported, match=r"kind PersistentVolume \(v1\)"):
+        k8sproto.decode_body(envelope("v1", "PersistentVolume", ld(1, meta("pv"))))
     pod = ld(1, meta("p")) + ld(2, ld(2, ld(1, "c") + ld(99, "new")))
     with pytest.raises(k8sproto.Unsupported) as e:
         k8sproto.decode_body(envelope("v1", "Pod", pod))

@@ -85,6 +85,17 @@ OBJECTS = {
             "data": {"a": "1", "b": "2"},
         }
     ],
+    "secrets": [
+        {
+            "metadata": {"name": "tls", "namespace": "default", "creationTimestamp": "2025-05-01T11:58:00Z"},
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5"},
+        },
+        {
+            "metadata": {"name": "none", "namespace": "default", "creationTimestamp": "2025-05-01T11:59:00Z"},
+            "type": "Opaque",
+        },
+    ],
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -157,6 +158,81 @@ def test_update_keeps_addresses() -> None:
     assert a.allocate(new, old) == [] and new["spec"]["clusterIP"] == old["spec"]["clusterIP"]
     changed = svc(clusterIP="10.96.0.9")
     assert [c.field for c in a.allocate(changed, old)] == ["spec.clusterIP"]  # immutable
+
+
+def secret(type: str = "", **data: str) -> dict[str, Any]:
+    obj: dict[str, Any] = {"metadata": {"name": "s", "namespace": "default"}, "data": data}
+    if type:
+        obj["type"] = type
+    return obj
+
+
+def test_secret_defaults_fold_string_data_into_data() -> None:
+    obj = secret(a="b2xk", keep="eA==")
+    obj["stringData"] = {"a": "new", "b": "é"}
+    defaults.apply("secrets", obj)
+    assert obj == {
+        "metadata": {"name": "s", "namespace": "default"},
+        "type": "Opaque",
+        "data": {"a": "bmV3", "keep": "eA==", "b": "w6k="},  # stringData wins
+    }
+    bare: dict[str, Any] = {"metadata": {"name": "s"}, "type": "", "data": None, "stringData": {"x": ""}}
+    defaults.apply("secrets", bare)
+    assert bare == {"metadata": {"name": "s"}, "type": "Opaque", "data": {"x": ""}}
+
+
+def test_valid_secrets_have_no_causes() -> None:
+    assert fields("secrets", secret(a="YQ==", b="")) == []
+    assert fields("secrets", secret("kubernetes.io/tls", **{"tls.crt": "", "tls.key": ""})) == []
+    assert fields("secrets", secret("kubernetes.io/basic-auth", password="cA==")) == []
+    assert fields("secrets", secret("example.com/anything")) == []
+    config = base64.b64encode(b'{"auths": {}}').decode()
+    assert fields("secrets", secret("kubernetes.io/dockerconfigjson", **{".dockerconfigjson": config})) == []
+    wrapped = base64.encodebytes(b"x" * 100).decode()  # line breaks, as Go's decoder allows
+    assert fields("secrets", secret(a=wrapped)) == []
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        (secret(a="not base64!"), ["data[a]"]),
+        (secret(a="YQ"), ["data[a]"]),  # unpadded
+        (secret(**{"bad/key": "YQ=="}), ["data[bad/key]"]),
+        (secret("kubernetes.io/tls", **{"tls.crt": "YQ=="}), ["data[tls.key]"]),
+        (secret("kubernetes.io/tls"), ["data[tls.crt]", "data[tls.key]"]),
+        (secret("kubernetes.io/dockerconfigjson"), ["data[.dockerconfigjson]"]),
+        (
+            secret("kubernetes.io/dockerconfigjson", **{".dockerconfigjson": "bm9wZQ=="}),
+            ["data[.dockerconfigjson]"],
+        ),
+        (secret("kubernetes.io/dockercfg"), ["data[.dockercfg]"]),
+        (secret("kubernetes.io/basic-auth"), ["data[username]", "data[password]"]),
+        (secret("kubernetes.io/ssh-auth", **{"ssh-privatekey": ""}), ["data[ssh-privatekey]"]),
+        (
+            secret("kubernetes.io/service-account-token"),
+            ["metadata.annotations[kubernetes.io/service-account.name]"],
+        ),
+        (secret(big=base64.b64encode(b"x" * (1024 * 1024 + 1)).decode()), ["data"]),
+        ({**secret(), "stringData": {"n": 1}}, ["stringData[n]"]),
+    ],
+)
+def test_secret_causes(obj: dict[str, Any], expected: list[str]) -> None:
+    assert fields("secrets", obj) == expected
+
+
+def test_immutable_secrets_keep_their_data_and_every_secret_its_type() -> None:
+    old = {**secret(a="YQ=="), "immutable": True, "type": "Opaque"}
+    assert validate_update("secrets", old, {**old, "metadata": {"name": "s", "labels": {"x": "y"}}}) == []
+    causes = validate_update("secrets", old, {**old, "data": {"a": "Yg=="}})
+    assert [(c.field, c.reason) for c in causes] == [("data", "FieldValueForbidden")]
+    assert "field is immutable when `immutable` is set" in causes[0].message
+    assert [c.field for c in validate_update("secrets", old, {**old, "immutable": False})] == ["immutable"]
+    assert [c.field for c in validate_update("secrets", old, {**old, "type": "kubernetes.io/tls"})] == [
+        "type"
+    ]
+    mutable = {**old, "immutable": False}
+    assert validate_update("secrets", mutable, {**mutable, "data": {}, "immutable": True}) == []
+    assert [c.field for c in validate_update("secrets", mutable, {**mutable, "type": "x"})] == ["type"]
 
 
 def test_immutable_config_maps_keep_their_data() -> None:

@@ -133,7 +133,7 @@ def test_service_links_can_be_turned_off_but_the_master_service_stays():
         ),
         (
             {"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]},
-            'secret "s" not found',
+            'secret "s" cannot be used: this kubelet does not read secrets',
         ),
         (
             {"env": [{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.nope"}}}]},
