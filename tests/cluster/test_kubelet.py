@@ -394,3 +394,35 @@ def test_a_missing_config_map_holds_the_container_until_it_exists(cluster, api):
     finally:
         delete(api, "needs-cm")
         api.kubectl("delete", "configmap", "settings", ok=False)
+
+
+def test_a_secret_reaches_the_container_environment_once_it_exists(cluster, api):
+    container = ECHO + (
+        "    env: [{name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}]\n"
+        "    envFrom: [{secretRef: {name: creds}, prefix: S_}]\n"
+    )
+    apply(api, pod_yaml("needs-secret", "node1", container))
+    try:
+        cs = wait_for(
+            lambda: (
+                (c := container_status(pod(api, "needs-secret") or {}))
+                .get("state", {})
+                .get("waiting", {})
+                .get("reason")
+                == "CreateContainerConfigError"
+                and c
+            ),
+            "CreateContainerConfigError",
+        )
+        assert cs["state"]["waiting"]["message"] == 'secret "creds" not found'
+        api.kubectl(
+            "create", "secret", "generic", "creds", "--from-literal=password=s3cr3t", "--from-literal=user=me"
+        )
+        wait_for(lambda: ready(pod(api, "needs-secret")), "needs-secret ready")
+        out = api.kubectl(
+            "exec", "needs-secret", "--", "sh", "-c", "echo $PASSWORD $S_user $S_password"
+        ).stdout
+        assert out == "s3cr3t me s3cr3t\n"
+    finally:
+        delete(api, "needs-secret")
+        api.kubectl("delete", "secret", "creds", ok=False)

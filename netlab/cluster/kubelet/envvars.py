@@ -5,22 +5,23 @@ Order and rules follow the kubelet (`pkg/kubelet/kubelet_pods.go` makeEnvironmen
 1. service links: `KUBERNETES_SERVICE_HOST`/`_PORT` (the `kubernetes` service in `default`)
    always, and, unless `enableServiceLinks: false`, the docker-link style variables of every
    service in the pod's namespace (`WEB_SERVICE_HOST`, `WEB_PORT_80_TCP_ADDR`, ...);
-2. `envFrom` (config maps, each with an optional prefix);
+2. `envFrom` (config maps and secrets, each with an optional prefix);
 3. `env` in order: literal values with `$(VAR)` references expanded against what is defined
    so far (`$$` escapes a `$`; an unknown reference stays as written), and `valueFrom`:
    `fieldRef` (the downward API: metadata.name, .namespace, .uid, labels and annotations by
    key, spec.nodeName, spec.serviceAccountName, status.podIP(s), status.hostIP(s)),
-   `resourceFieldRef` (limits and requests of cpu and memory) and `configMapKeyRef`.
+   `resourceFieldRef` (limits and requests of cpu and memory), `configMapKeyRef` and
+   `secretKeyRef` (the secret's base64 `data` decoded, as the kubelet hands over its bytes).
 
-`command` and `args` are expanded against the result. A missing config map or key that is not
-optional makes the container unstartable with the kubelet's `CreateContainerConfigError`
-wording. This kubelet does not read secrets (the apiserver serves them, but nothing here
-fetches them for a pod), so a required secret reference is the same error, saying so.
-Pure: config maps and services are handed in.
+`command` and `args` are expanded against the result. A missing config map, secret or key
+that is not optional makes the container unstartable with the kubelet's
+`CreateContainerConfigError` wording. Pure: config maps, secrets and services are handed in.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from typing import Any
 from netlab.cluster import quantity
 
 Obj = dict[str, Any]
-ConfigMaps = Callable[[str], Obj | None]  # name -> config map in the pod's namespace, or None
+Lookup = Callable[[str], Obj | None]  # name -> object in the pod's namespace, or None
 
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _FIELD_KEY = re.compile(r"^metadata\.(labels|annotations)\['([^']*)'\]$")
@@ -178,7 +179,7 @@ def _resource(ctx: PodContext, container: Obj, ref: Obj) -> str:
     return str(math.ceil(amount / div))
 
 
-def _configmap_value(configmaps: ConfigMaps, ref: Obj) -> str | None:
+def _configmap_value(configmaps: Lookup, ref: Obj) -> str | None:
     name, key = ref.get("name"), ref.get("key")
     cm = configmaps(str(name))
     optional = bool(ref.get("optional"))
@@ -194,8 +195,40 @@ def _configmap_value(configmaps: ConfigMaps, ref: Obj) -> str | None:
     return str(data[key])
 
 
-def _no_secrets(ref: Obj) -> str:
-    return f'secret "{ref.get("name")}" cannot be used: this kubelet does not read secrets'
+def _secret_data(secret: Obj) -> dict[str, str]:
+    """A secret's values as the container sees them: its `data` decoded from base64 (bytes that
+    are not UTF-8 survive as surrogate escapes, so the process gets them unchanged)."""
+    out = {}
+    where = f"secret {ctx_ns(secret)}/{_name(secret)}"
+    for k, v in (secret.get("data") or {}).items():
+        try:
+            raw = base64.b64decode(str(v), validate=True)
+        except binascii.Error:
+            raise ConfigError(f"{where}: data[{k}] is not base64") from None
+        if b"\0" in raw:
+            raise ConfigError(f"{where}: data[{k}] holds a NUL byte, which no environment variable can")
+        out[k] = raw.decode("utf-8", "surrogateescape")
+    return out
+
+
+def _secret_value(secrets: Lookup, ref: Obj) -> str | None:
+    name, key = ref.get("name"), ref.get("key")
+    secret = secrets(str(name))
+    optional = bool(ref.get("optional"))
+    if secret is None:
+        if optional:
+            return None
+        raise ConfigError(f'secret "{name}" not found')
+    data = _secret_data(secret)
+    if key not in data:
+        if optional:
+            return None
+        raise ConfigError(f"couldn't find key {key} in Secret {ctx_ns(secret)}/{name}")
+    return data[key]
+
+
+def _name(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
 
 
 def ctx_ns(obj: Obj) -> str:
@@ -205,7 +238,8 @@ def ctx_ns(obj: Obj) -> str:
 def container_env(
     ctx: PodContext,
     container: Obj,
-    configmaps: ConfigMaps,
+    configmaps: Lookup,
+    secrets: Lookup,
     services: list[Obj],
     defaults: dict[str, str] | None = None,
 ) -> dict[str, str]:
@@ -229,8 +263,14 @@ def container_env(
                     env[prefix + k] = str(v)
         elif "secretRef" in source:
             ref = source["secretRef"] or {}
-            if not ref.get("optional"):
-                raise ConfigError(_no_secrets(ref))
+            secret = secrets(str(ref.get("name")))
+            if secret is None:
+                if ref.get("optional"):
+                    continue
+                raise ConfigError(f'secret "{ref.get("name")}" not found')
+            for k, v in _secret_data(secret).items():
+                if _ENV_NAME.match(prefix + k):
+                    env[prefix + k] = v
     for item in container.get("env") or []:
         name = str(item.get("name") or "")
         if not name:
@@ -246,9 +286,9 @@ def container_env(
                 if value is not None:
                     env[name] = value
             elif "secretKeyRef" in src:
-                ref = src["secretKeyRef"] or {}
-                if not ref.get("optional"):
-                    raise ConfigError(_no_secrets(ref))
+                value = _secret_value(secrets, src["secretKeyRef"] or {})
+                if value is not None:
+                    env[name] = value
             continue
         env[name] = expand(str(item.get("value") or ""), env)
     return env

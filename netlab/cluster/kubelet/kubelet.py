@@ -232,10 +232,13 @@ class Kubelet:
     def services(self) -> list[Obj]:
         return self.service_informer.list()
 
-    def configmap_getter(self, namespace: str) -> Callable[[str], Obj | None]:
+    def getter(self, resource: str, namespace: str) -> Callable[[str], Obj | None]:
+        """Read one object of `resource` in `namespace` by name at container start (as the
+        kubelet's config map and secret managers do in their Get mode); None when absent."""
+
         def get(name: str) -> Obj | None:
             try:
-                return dict(self.client.get("configmaps", name, namespace))
+                return dict(self.client.get(resource, name, namespace))
             except ApiError as e:
                 if e.code == 404:
                     return None

@@ -453,7 +453,12 @@ class PodWorker:
         )
         try:
             env = envvars.container_env(
-                ctx, cs, self.kubelet.configmap_getter(ns), self.kubelet.services(), defaults
+                ctx,
+                cs,
+                self.kubelet.getter("configmaps", ns),
+                self.kubelet.getter("secrets", ns),
+                self.kubelet.services(),
+                defaults,
             )
         except envvars.ConfigError as e:
             self.event(WARNING, "Failed", f"Error: {e}")

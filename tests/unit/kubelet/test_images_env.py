@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import sys
 
 import pytest
@@ -59,6 +61,22 @@ POD = {
     "metadata": {"name": "web", "namespace": "shop", "uid": "u-1", "labels": {"app": "web"}},
     "spec": {"nodeName": "node1", "containers": [{"name": "c", "resources": {"limits": {"memory": "64Mi"}}}]},
 }
+NO_SECRETS = {}.get
+SECRETS = {
+    "creds": {
+        "metadata": {"name": "creds", "namespace": "shop"},
+        "data": {
+            "password": base64.b64encode(b"s3cr3t").decode(),
+            "raw": base64.b64encode(b"\xff\xfea").decode(),
+            "bad key": base64.b64encode(b"x").decode(),
+        },
+    },
+    "broken": {"metadata": {"name": "broken", "namespace": "shop"}, "data": {"k": "not base64!"}},
+    "nul": {
+        "metadata": {"name": "nul", "namespace": "shop"},
+        "data": {"k": base64.b64encode(b"a\0b").decode()},
+    },
+}
 SERVICES = [
     {
         "metadata": {"name": "kubernetes", "namespace": "default"},
@@ -99,7 +117,9 @@ def test_service_links_and_downward_api_and_config_maps():
         ],
     }
     ctx = PodContext(POD, pod_ip="10.244.1.5", host_ip="192.168.56.11", node_allocatable={"cpu": "2"})
-    env = envvars.container_env(ctx, container, cms.get, SERVICES, {"PATH": "/bin", "HOSTNAME": "web"})
+    env = envvars.container_env(
+        ctx, container, cms.get, NO_SECRETS, SERVICES, {"PATH": "/bin", "HOSTNAME": "web"}
+    )
     assert env["PATH"] == "/bin" and env["HOSTNAME"] == "web"
     assert env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1" and env["KUBERNETES_SERVICE_PORT"] == "443"
     assert env["KUBERNETES_PORT_443_TCP"] == "tcp://10.96.0.1:443"
@@ -119,7 +139,7 @@ def test_service_links_and_downward_api_and_config_maps():
 
 def test_service_links_can_be_turned_off_but_the_master_service_stays():
     pod = {**POD, "spec": {**POD["spec"], "enableServiceLinks": False}}
-    env = envvars.container_env(PodContext(pod), {"name": "c"}, lambda n: None, SERVICES)
+    env = envvars.container_env(PodContext(pod), {"name": "c"}, lambda n: None, NO_SECRETS, SERVICES)
     assert "KUBERNETES_SERVICE_HOST" in env and "FRONT_END_SERVICE_HOST" not in env
 
 
@@ -133,7 +153,20 @@ def test_service_links_can_be_turned_off_but_the_master_service_stays():
         ),
         (
             {"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]},
-            'secret "s" cannot be used: this kubelet does not read secrets',
+            'secret "s" not found',
+        ),
+        (
+            {"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "nope"}}}]},
+            "couldn't find key nope in Secret shop/creds",
+        ),
+        ({"envFrom": [{"secretRef": {"name": "s"}}]}, 'secret "s" not found'),
+        (
+            {"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "broken", "key": "k"}}}]},
+            r"secret shop/broken: data\[k\] is not base64",
+        ),
+        (
+            {"envFrom": [{"secretRef": {"name": "nul"}}]},
+            r"secret shop/nul: data\[k\] holds a NUL byte",
         ),
         (
             {"env": [{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.nope"}}}]},
@@ -144,4 +177,28 @@ def test_service_links_can_be_turned_off_but_the_master_service_stays():
 def test_missing_sources_make_the_container_unconfigurable(container, message):
     cms = {"cm": {"metadata": {"namespace": "shop"}, "data": {}}}
     with pytest.raises(ConfigError, match=message):
-        envvars.container_env(PodContext(POD), {"name": "c", **container}, cms.get, [])
+        envvars.container_env(PodContext(POD), {"name": "c", **container}, cms.get, SECRETS.get, [])
+
+
+def test_secrets_are_decoded_into_the_environment():
+    container = {
+        "name": "c",
+        "envFrom": [
+            {"secretRef": {"name": "creds"}, "prefix": "S_"},
+            {"secretRef": {"name": "x", "optional": True}},
+        ],
+        "env": [
+            {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+            {"name": "RAW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "raw"}}},
+            {
+                "name": "OPT",
+                "valueFrom": {"secretKeyRef": {"name": "creds", "key": "none", "optional": True}},
+            },
+            {"name": "USE", "value": "pw=$(PASSWORD)"},
+        ],
+    }
+    env = envvars.container_env(PodContext(POD), container, lambda n: None, SECRETS.get, [])
+    assert env["PASSWORD"] == "s3cr3t" and env["S_password"] == "s3cr3t" and env["USE"] == "pw=s3cr3t"
+    assert "S_bad key" not in env and "OPT" not in env
+    # bytes that are not UTF-8 reach the process unchanged
+    assert os.fsencode(env["RAW"]) == b"\xff\xfea"
