@@ -86,6 +86,9 @@ _CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 _REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE | NLM_F_CREATE
 RTPROT_STATIC = 4
 RTN_UNICAST = 1
+RTN_LOCAL = 2
+RT_SCOPE_HOST = 254
+RT_SCOPE_NOWHERE = 255
 _HEADER = struct.Struct("=IHHII")
 _ATTR = struct.Struct("=HH")
 _IFINFO = struct.Struct("=BxHiII")  # struct ifinfomsg
@@ -614,11 +617,13 @@ class Rtnl:
         scope: int | None = None,
         src: str | None = None,
         table: int = 254,
+        local: bool = False,
     ) -> None:
-        """Install or replace the route to `dst` (a CIDR or `default`)."""
+        """Install or replace the route to `dst` (a CIDR or `default`); `local` makes it a
+        local route (`ip route add local DST dev DEV`): what matches is delivered to this host."""
         msg = self._route_msg(dst, table)
-        msg["proto"], msg["type"] = RTPROT_STATIC, RTN_UNICAST
-        msg["scope"] = scope if scope is not None else 0
+        msg["proto"], msg["type"] = RTPROT_STATIC, RTN_LOCAL if local else RTN_UNICAST
+        msg["scope"] = scope if scope is not None else RT_SCOPE_HOST if local else 0
         if onlink:
             msg["flags"] = RTNH_F_ONLINK
         if gateway:
@@ -633,7 +638,9 @@ class Rtnl:
             raise _kernel_error(f"cannot install route to {dst}{self._where()}", e) from e
 
     def delete_route(self, dst: str, table: int = 254, gateway: str | None = None) -> bool:
+        """Delete the route to `dst` whatever its type and scope, as `ip route del` does."""
         msg = self._route_msg(dst, table)
+        msg["scope"] = RT_SCOPE_NOWHERE  # the kernel then matches any scope (link, host...)
         if gateway:
             msg["attrs"].append(("RTA_GATEWAY", gateway))
         try:
@@ -642,6 +649,25 @@ class Rtnl:
             if e.code in _GONE:
                 return False
             raise _kernel_error(f"cannot delete route to {dst}{self._where()}", e) from e
+        return True
+
+    # Policy routing ----------------------------------------------------------------------
+
+    def ensure_fwmark_rule(self, mark: int, table: int, priority: int) -> None:
+        """`ip rule add fwmark MARK/MARK lookup TABLE priority PRIORITY`, once."""
+        try:
+            self.ipr.rule("add", table=table, priority=priority, fwmark=mark, fwmask=mark)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise _kernel_error(f"cannot add the fwmark {mark:#x} rule{self._where()}", e) from e
+
+    def delete_fwmark_rule(self, mark: int, table: int, priority: int) -> bool:
+        try:
+            self.ipr.rule("del", table=table, priority=priority, fwmark=mark, fwmask=mark)
+        except NetlinkError as e:
+            if e.code in _GONE:
+                return False
+            raise _kernel_error(f"cannot delete the fwmark {mark:#x} rule{self._where()}", e) from e
         return True
 
     # Neighbours and FDB -----------------------------------------------------------------

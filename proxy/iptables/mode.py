@@ -91,13 +91,19 @@ def remove_rules(
     Both backends, because a proxy may have run with either; a jump whose target chain is
     missing cannot exist, so only present targets are looked up.
     """
+    tables = _tables(jumps)
     for backend in BACKENDS:
-        present = {t: iptables_chains(netns, t, backend) for t in (FILTER, NAT)}
+        present = {t: iptables_chains(netns, t, backend) for t in tables}
         for table, chain, spec in jumps:
             if spec[-1] in present[table]:
                 delete_iptables_rule(netns, table, chain, spec, backend)
-        for table in (FILTER, NAT):
+        for table in tables:
             delete_iptables_chains(netns, table, sorted(c for c in present[table] if owned(c)), backend)
+
+
+def _tables(jumps: tuple[tuple[str, str, tuple[str, ...]], ...]) -> tuple[str, ...]:
+    """filter and nat, and any other table a mode jumps from."""
+    return (FILTER, NAT, *sorted({t for t, _, _ in jumps} - {FILTER, NAT}))
 
 
 def _head(saved: str) -> str:
@@ -110,7 +116,7 @@ def read_kernel_state(
     netns: str, backend: str, jumps: tuple[tuple[str, str, tuple[str, ...]], ...]
 ) -> tuple[list[Chain], list[tuple[str, str, tuple[str, ...]]]]:
     """One iptables-save per table: leftover per-service chains, and which jumps are missing."""
-    saved = {table: iptables_save(netns, table, backend) for table in (FILTER, NAT)}
+    saved = {table: iptables_save(netns, table, backend) for table in _tables(jumps)}
     existing = [(table, chain) for table, text in saved.items() for chain in _KUBE_CHAIN.findall(_head(text))]
     return existing, missing_jumps(jumps, saved)
 

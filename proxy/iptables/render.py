@@ -33,7 +33,8 @@ from proxy.model import Endpoint, ServicePort, ServicePortName, Snapshot, usable
 MASQ_MARK = "0x4000"
 LARGE_CLUSTER_ENDPOINTS = 1000  # above this, per-endpoint comments are left out (kube-proxy's rule)
 
-NAT, FILTER = "nat", "filter"
+NAT, FILTER, MANGLE = "nat", "filter", "mangle"
+TABLES = (FILTER, NAT, MANGLE)  # the order restore input writes them in
 KUBE_SERVICES = "KUBE-SERVICES"
 KUBE_NODEPORTS = "KUBE-NODEPORTS"
 KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
@@ -394,7 +395,7 @@ _FIXED_ORDER = {key: i for i, key in enumerate(FIXED_CHAINS)}
 
 def _order(key: Chain) -> tuple[int, int, str]:
     table, chain = key
-    return (0 if table == FILTER else 1, _FIXED_ORDER.get(key, len(FIXED_CHAINS)), chain)
+    return (TABLES.index(table), _FIXED_ORDER.get(key, len(FIXED_CHAINS)), chain)
 
 
 KernelState = tuple[Iterable[Chain], Iterable[tuple[str, str, tuple[str, ...]]]]
@@ -470,7 +471,7 @@ def restore_text(
     dropped = (*(applied or ()), *existing) if only is None else (*only, *existing)
     gone = {k for k in dropped if k not in desired and k[1].startswith(SERVICE_CHAIN_PREFIXES)}
     out: list[str] = []
-    for table in (FILTER, NAT):
+    for table in TABLES:
         mine = sorted((k for k in write if k[0] == table), key=_order)
         stale = sorted(k for k in gone if k[0] == table)
         if not mine and not stale:

@@ -5,18 +5,21 @@ usable endpoints a relay listens there; without endpoints the relay is stopped a
 still points at the port, so the kernel refuses connections at once (TCP RST, ICMP port
 unreachable for UDP) instead of letting clients time out.
 
-One relay serves a service port's cluster IP and node port alike, so it cannot tell external
-traffic from internal: `externalTrafficPolicy: Local` is served like Cluster (any ready
-endpoint), and since the relay dials the backend from the node, the backend always sees the
-node's address, never the client's. kube-proxy's userspace proxier had the same limits, which
-is why source-IP preservation only ever came with the iptables mode. `internalTrafficPolicy:
-Local` (all of a port's traffic is node-local) does restrict the relay to local endpoints.
+One relay serves a service port's cluster IP and node port alike; it tells them apart by the
+connection's original destination. For `externalTrafficPolicy: Local` over TCP, external
+clients go to a local endpoint, dialled from the client's own address (see `relay`), which
+needs the portal chain `KUBE-RELAY-REPLIES` and a policy-routing rule in the node (`RELAY_MARK`
+-> table `RELAY_TABLE`, a local route for everything). kube-proxy's userspace proxier always
+dialled from the node, so the backend never saw the client. UDP relays still dial from the
+node: their sessions serve Local like Cluster. `internalTrafficPolicy: Local` (all of a port's
+traffic is node-local) restricts the relay to local endpoints.
 """
 
 from __future__ import annotations
 
 import logging
 
+from netlab.kernel import Rtnl
 from netlab.kernel.iptables import (
     DEFAULT_BACKEND,
     iptables_restore,
@@ -24,10 +27,17 @@ from netlab.kernel.iptables import (
 from proxy.iptables.mode import read_kernel_state, remove_rules
 from proxy.iptables.render import Chain, insert_jumps, restore_text
 from proxy.mode import NodeInfo
-from proxy.model import ServicePortName, Snapshot, usable_endpoints
+from proxy.model import ServicePort, ServicePortName, Snapshot, usable_endpoints
 from proxy.userspace.balancer import RoundRobin
-from proxy.userspace.portals import CHAINS, JUMP_RULES, render_portals
-from proxy.userspace.relay import UDP_IDLE_TIMEOUT, Relay, TcpRelay, UdpRelay
+from proxy.userspace.portals import (
+    CHAINS,
+    JUMP_RULES,
+    RELAY_MARK,
+    RELAY_RULE_PRIORITY,
+    RELAY_TABLE,
+    render_portals,
+)
+from proxy.userspace.relay import UDP_IDLE_TIMEOUT, LocalExternal, Relay, TcpRelay, UdpRelay
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +57,7 @@ class UserspaceMode:
         self.backend = iptables_backend or DEFAULT_BACKEND
         self.udp_idle_timeout = udp_idle_timeout
         self.balancer = RoundRobin()
+        self.local_balancer = RoundRobin()  # local endpoints, for Local external traffic
         self.relays: dict[ServicePortName, Relay] = {}
         self.ports: dict[ServicePortName, int] = {}
         self._snapshot = Snapshot()
@@ -57,7 +68,7 @@ class UserspaceMode:
         if protocol == "UDP":
             return UdpRelay(self.netns, spn, self.balancer, port, self.udp_idle_timeout)
         if protocol == "TCP":
-            return TcpRelay(self.netns, spn, self.balancer, port)
+            return TcpRelay(self.netns, spn, self.balancer, port, self.local_balancer)
         raise ValueError(protocol)
 
     def _stop(self, spn: ServicePortName, close_connections: bool = False) -> None:
@@ -74,10 +85,12 @@ class UserspaceMode:
                 self._stop(spn)
                 self.ports.pop(spn, None)
                 self.balancer.remove(spn)
+                self.local_balancer.remove(spn)
                 continue
             choice = usable_endpoints(svc, snapshot.endpoints_of(spn), self.node.name)
             eps = choice.cluster or choice.local
             self.balancer.update(spn, eps, svc.affinity_timeout)
+            self.local_balancer.update(spn, choice.local, svc.affinity_timeout)
             relay = self.relays.get(spn)
             if relay is not None and relay.protocol != svc.protocol:
                 self._stop(spn)
@@ -87,6 +100,8 @@ class UserspaceMode:
                     relay = self.relays[spn] = self._start(spn, svc.protocol)
                     self.ports[spn] = relay.port
                 relay.drop_endpoints_except(set(eps))
+                if isinstance(relay, TcpRelay):
+                    relay.local_external = self._local_external(svc)
             else:
                 self._stop(spn)
                 if spn not in self.ports:
@@ -98,6 +113,9 @@ class UserspaceMode:
         desired = render_portals(snapshot, self.ports, self.node)
         try:
             if full:
+                with Rtnl(self.netns) as r:  # replies to transparent connections come home
+                    r.ensure_fwmark_rule(RELAY_MARK, RELAY_TABLE, RELAY_RULE_PRIORITY)
+                    r.ensure_route("0.0.0.0/0", dev="lo", table=RELAY_TABLE, local=True)
                 _, jumps = read_kernel_state(self.netns, self.backend, JUMP_RULES)
                 text = insert_jumps(restore_text(desired, None), jumps)
             else:
@@ -109,6 +127,17 @@ class UserspaceMode:
         self._applied = desired
         self._snapshot = snapshot
 
+    def _local_external(self, svc: ServicePort) -> LocalExternal | None:
+        if not (svc.external_local and svc.has_external):
+            return None
+        node_ips = frozenset(self.node.node_ips)
+        dsts = node_ips if svc.node_port else frozenset()
+        return LocalExternal(
+            dsts | frozenset(svc.external_ips) | frozenset(svc.load_balancer_ips),
+            self.node.cluster_cidr,
+            node_ips,
+        )
+
     def close(self) -> None:
         for spn in list(self.relays):
             self._stop(spn, close_connections=True)
@@ -118,6 +147,9 @@ class UserspaceMode:
         self.close()
         self.ports.clear()
         remove_rules(self.netns, JUMP_RULES, lambda c: c in CHAINS)
+        with Rtnl(self.netns) as r:
+            r.delete_fwmark_rule(RELAY_MARK, RELAY_TABLE, RELAY_RULE_PRIORITY)
+            r.delete_route("0.0.0.0/0", table=RELAY_TABLE)
         self._applied = None
 
     def show(self) -> str:

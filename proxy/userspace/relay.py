@@ -17,6 +17,14 @@ kube-proxy had it) or when its endpoint goes away.
 
 A relay that is stopped closes its listener, so connections to the portal are refused by the
 kernel at once: that is how a service without endpoints answers.
+
+`externalTrafficPolicy: Local` (TCP): a connection whose original destination
+(`SO_ORIGINAL_DST`, from before the portal's REDIRECT) is one of the service's external
+destinations and whose client is outside the pod network and the node goes to a local endpoint,
+dialled from the client's own address (`IP_TRANSPARENT`), so the backend sees the client as
+the iptables mode lets it. The backend's replies are addressed to the client; the portal
+rules mark them (`-m socket --transparent`) and a policy-routing rule delivers them to the
+relay's socket instead of forwarding them.
 """
 
 from __future__ import annotations
@@ -24,10 +32,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import ipaddress
 import logging
 import os
 import socket
+import struct
 import threading
+from dataclasses import dataclass
 from functools import partial
 
 from netlab.errors import NetlabError
@@ -38,6 +49,8 @@ from proxy.userspace.balancer import RoundRobin
 log = logging.getLogger(__name__)
 
 DIAL_TIMEOUTS = (0.25, 0.5, 1.0, 2.0)
+SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h
+IP_TRANSPARENT = 19  # linux/in.h
 UDP_IDLE_TIMEOUT = 0.25
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = 1031
@@ -89,13 +102,61 @@ def _bind(netns: str, kind: int, port: int) -> socket.socket:
         raise NetlabError(f"cannot open a proxy socket in {netns}: {e.strerror}") from None
 
 
+@dataclass(frozen=True)
+class LocalExternal:
+    """A service port's `externalTrafficPolicy: Local`, as its relay applies it."""
+
+    destinations: frozenset[str]  # the node's addresses (its node port), external and LB IPs
+    cluster_cidr: str
+    node_ips: frozenset[str]
+
+    def applies(self, client_ip: str, original_dst: str) -> bool:
+        """External traffic from outside: pods and the node itself are served as Cluster,
+        as the iptables mode's `KUBE-EXT-*` chain sends them on to `KUBE-SVC-*`."""
+        if original_dst not in self.destinations:
+            return False
+        ip = ipaddress.ip_address(client_ip)
+        return not (
+            ip.is_loopback or client_ip in self.node_ips or ip in ipaddress.ip_network(self.cluster_cidr)
+        )
+
+
+def original_dst(conn: socket.socket) -> str:
+    """The address a redirected connection was sent to."""
+    raw = conn.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    return socket.inet_ntoa(raw[4:8]) if struct.unpack_from("=H", raw)[0] == socket.AF_INET else ""
+
+
+def _dial_from(source: str, ep: Endpoint, timeout: float) -> socket.socket:
+    """A TCP connection to `ep` whose source is `source`, an address of another host."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+        s.bind((source, 0))
+        s.settimeout(timeout)
+        s.connect((ep.ip, ep.port))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
 class TcpRelay:
     protocol = "TCP"
 
-    def __init__(self, netns: str, spn: ServicePortName, balancer: RoundRobin, port: int = 0) -> None:
+    def __init__(
+        self,
+        netns: str,
+        spn: ServicePortName,
+        balancer: RoundRobin,
+        port: int = 0,
+        local_balancer: RoundRobin | None = None,
+    ) -> None:
         self.netns = netns
         self.spn = spn
         self.balancer = balancer
+        self.local_balancer = local_balancer or balancer
+        self.local_external: LocalExternal | None = None  # set by the mode on every sync
         self.sock = _bind(netns, socket.SOCK_STREAM, port)
         self.sock.listen(1024)
         self.port: int = self.sock.getsockname()[1]
@@ -118,14 +179,18 @@ class TcpRelay:
                 self._conns.add(conn)
             spawn_in_netns(self.netns, partial(self._serve, conn, addr), name=f"conn:{self.spn}")
 
-    def _dial(self, client_ip: str) -> socket.socket | None:
+    def _dial(self, client_ip: str, transparent: bool = False) -> socket.socket | None:
+        balancer = self.local_balancer if transparent else self.balancer
         for attempt, timeout in enumerate(DIAL_TIMEOUTS):
             try:
-                ep = self.balancer.next(self.spn, client_ip, reset_affinity=attempt > 0)
+                ep = balancer.next(self.spn, client_ip, reset_affinity=attempt > 0)
             except NetlabError:
-                return None
+                return None  # Local without local endpoints: dropped, as the iptables mode does
             try:
-                s = socket.create_connection((ep.ip, ep.port), timeout=timeout)
+                if transparent:
+                    s = _dial_from(client_ip, ep, timeout)
+                else:
+                    s = socket.create_connection((ep.ip, ep.port), timeout=timeout)
             except OSError as e:
                 log.info("%s: dial %s failed: %s", self.spn, ep, e.strerror or e)
                 continue
@@ -136,7 +201,9 @@ class TcpRelay:
     def _serve(self, conn: socket.socket, addr: tuple[str, int]) -> None:
         backend = None
         try:
-            backend = self._dial(addr[0])
+            local = self.local_external
+            transparent = local is not None and local.applies(addr[0], original_dst(conn))
+            backend = self._dial(addr[0], transparent)
             if backend is None:
                 return
             with self._lock:

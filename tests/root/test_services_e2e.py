@@ -21,7 +21,6 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
-from ipaddress import ip_address, ip_network
 from typing import Any
 
 import pytest
@@ -31,11 +30,11 @@ from netlab.cluster.kubelet.node import KUBELET_URL_ANNOTATION
 from netlab.kernel.iptables import BACKENDS, iptables_save
 from netlab.lab import agent, clean, podnet, processes, state
 from netlab.layout import Layout
-from netlab.overlay import subnetenv
 from netlab.runtime import sandbox
 from netlab.runtime.cgroups import CgroupTree
 from proxy.daemon import read_status
 from proxy.userspace.portals import CHAINS as USERSPACE_CHAINS
+from proxy.userspace.portals import RELAY_TABLE
 from tests.conftest import new_layout, remove_test_namespaces
 from tests.root.clusterlab import Cluster, is_ready, wait_for
 from tests.root.conftest import Cli
@@ -239,19 +238,10 @@ def test_external_local_policy_and_the_client_address(cluster):
     for node in NODES:
         replies = [tcp_ask(cluster.layout.client_netns, cluster.node_ip(node), 30081) for _ in range(10)]
         sources = {r["client"].rsplit(":", 1)[0] for r in replies}
-        if cluster.mode == "iptables":
-            # only the node's own pod serves, and it sees the client's own address (no SNAT)
-            assert {r["pod"] for r in replies} == {cluster.pod_on(node)}, node
-            assert sources == {client_ip}, node
-        else:
-            # userspace mode cannot keep the client address, as kube-proxy's userspace proxier
-            # could not: one relay in the node serves the port for cluster and external traffic
-            # alike, so Local is served like Cluster, and the relay dials the backend from the
-            # node, whose pod-network address (cni0's, or flannel.1's towards other nodes) is
-            # all the backend sees
-            lease = subnetenv.read(cluster.layout.node_run_dir(node) / subnetenv.FILENAME)
-            assert lease is not None
-            assert all(ip_address(s) in ip_network(lease.node_subnet) for s in sources), (node, sources)
+        # only the node's own pod serves, and it sees the client's own address: no SNAT in
+        # iptables mode, a relay that dials from the client's address in userspace mode
+        assert {r["pod"] for r in replies} == {cluster.pod_on(node)}, node
+        assert sources == {client_ip}, node
 
 
 def test_scaling_3_to_1_stops_traffic_to_the_removed_backends_within_2_s(cluster):
@@ -390,11 +380,11 @@ def test_a_stopped_node_agent_leaves_nothing_running_and_a_new_one_takes_its_nod
 
 
 def kube_chains(netns: str) -> set[str]:
-    """Every KUBE-* chain in the namespace, in both iptables backends and both tables."""
+    """Every KUBE-* chain in the namespace, in both iptables backends and every table we use."""
     return {
         line[1:].split()[0]
         for backend in BACKENDS
-        for table in ("nat", "filter")
+        for table in ("nat", "filter", "mangle")
         for line in iptables_save(netns, table, backend).splitlines()
         if line.startswith(":KUBE-")
     }
@@ -429,6 +419,13 @@ def test_switching_modes_keeps_services_reachable_and_leaves_nothing_of_the_old_
             assert not chains & set(USERSPACE_CHAINS), (node, chains)
             assert {"KUBE-SERVICES", "KUBE-POSTROUTING"} <= chains
             assert not relays[node] & listening_ports(ns), f"relay sockets left on {node}"
+        # the relays' policy routing for transparent connections exists in userspace mode only
+        rules = (
+            kernel.run(ns, ["ip", "rule"]).stdout
+            + kernel.run(ns, ["ip", "route", "show", "table", "all"]).stdout
+        )
+        assert (f"lookup {RELAY_TABLE}" in rules) == (other == "userspace"), (node, rules)
+        assert (f"table {RELAY_TABLE}" in rules) == (other == "userspace"), (node, rules)
     assert f"{other} mode" in cluster.cli("proxy", "show").stdout
 
 
