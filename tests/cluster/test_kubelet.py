@@ -372,21 +372,23 @@ def test_init_containers_run_in_order_and_phases_follow_the_restart_policy(clust
         delete(api, "inits", "never", "blocked")
 
 
+def wait_config_error(api, name):
+    """The pod's container status once it waits in CreateContainerConfigError."""
+    return wait_for(
+        lambda: (
+            (c := container_status(pod(api, name) or {})).get("state", {}).get("waiting", {}).get("reason")
+            == "CreateContainerConfigError"
+            and c
+        ),
+        "CreateContainerConfigError",
+    )
+
+
 def test_a_missing_config_map_holds_the_container_until_it_exists(cluster, api):
     container = ECHO + "    env: [{name: MODE, valueFrom: {configMapKeyRef: {name: settings, key: mode}}}]\n"
     apply(api, pod_yaml("needs-cm", "node1", container))
     try:
-        cs = wait_for(
-            lambda: (
-                (c := container_status(pod(api, "needs-cm") or {}))
-                .get("state", {})
-                .get("waiting", {})
-                .get("reason")
-                == "CreateContainerConfigError"
-                and c
-            ),
-            "CreateContainerConfigError",
-        )
+        cs = wait_config_error(api, "needs-cm")
         assert cs["state"]["waiting"]["message"] == 'configmap "settings" not found'
         apply(api, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: fast}\n")
         wait_for(lambda: ready(pod(api, "needs-cm")), "needs-cm ready")
@@ -403,17 +405,7 @@ def test_a_secret_reaches_the_container_environment_once_it_exists(cluster, api)
     )
     apply(api, pod_yaml("needs-secret", "node1", container))
     try:
-        cs = wait_for(
-            lambda: (
-                (c := container_status(pod(api, "needs-secret") or {}))
-                .get("state", {})
-                .get("waiting", {})
-                .get("reason")
-                == "CreateContainerConfigError"
-                and c
-            ),
-            "CreateContainerConfigError",
-        )
+        cs = wait_config_error(api, "needs-secret")
         assert cs["state"]["waiting"]["message"] == 'secret "creds" not found'
         api.kubectl(
             "create", "secret", "generic", "creds", "--from-literal=password=s3cr3t", "--from-literal=user=me"

@@ -179,20 +179,8 @@ def _resource(ctx: PodContext, container: Obj, ref: Obj) -> str:
     return str(math.ceil(amount / div))
 
 
-def _configmap_value(configmaps: Lookup, ref: Obj) -> str | None:
-    name, key = ref.get("name"), ref.get("key")
-    cm = configmaps(str(name))
-    optional = bool(ref.get("optional"))
-    if cm is None:
-        if optional:
-            return None
-        raise ConfigError(f'configmap "{name}" not found')
-    data = {**(cm.get("data") or {})}
-    if key not in data:
-        if optional:
-            return None
-        raise ConfigError(f"couldn't find key {key} in ConfigMap {ctx_ns(cm)}/{name}")
-    return str(data[key])
+def _configmap_data(cm: Obj) -> dict[str, str]:
+    return {k: str(v) for k, v in (cm.get("data") or {}).items()}
 
 
 def _secret_data(secret: Obj) -> dict[str, str]:
@@ -211,19 +199,28 @@ def _secret_data(secret: Obj) -> dict[str, str]:
     return out
 
 
-def _secret_value(secrets: Lookup, ref: Obj) -> str | None:
-    name, key = ref.get("name"), ref.get("key")
-    secret = secrets(str(name))
-    optional = bool(ref.get("optional"))
-    if secret is None:
-        if optional:
+# the two sources a container's environment can read: (kind, the `envFrom` and `valueFrom` fields)
+_SOURCES = (("ConfigMap", "configMapRef", "configMapKeyRef"), ("Secret", "secretRef", "secretKeyRef"))
+
+
+def _source(lookup: Lookup, kind: str, ref: Obj) -> dict[str, str] | None:
+    """The data of the config map or secret `ref` names; None when it is optional and absent."""
+    obj = lookup(str(ref.get("name")))
+    if obj is None:
+        if ref.get("optional"):
             return None
-        raise ConfigError(f'secret "{name}" not found')
-    data = _secret_data(secret)
-    if key not in data:
-        if optional:
+        raise ConfigError(f'{kind.lower()} "{ref.get("name")}" not found')
+    return _configmap_data(obj) if kind == "ConfigMap" else _secret_data(obj)
+
+
+def _key_ref(lookup: Lookup, kind: str, ref: Obj, namespace: str) -> str | None:
+    """The value a `configMapKeyRef` or `secretKeyRef` names; None when optional and absent."""
+    data = _source(lookup, kind, ref)
+    key = ref.get("key")
+    if data is None or key not in data:
+        if data is None or ref.get("optional"):
             return None
-        raise ConfigError(f"couldn't find key {key} in Secret {ctx_ns(secret)}/{name}")
+        raise ConfigError(f"couldn't find key {key} in {kind} {namespace}/{ref.get('name')}")
     return data[key]
 
 
@@ -249,28 +246,14 @@ def container_env(
     links = (pod.get("spec") or {}).get("enableServiceLinks") is not False
     env: dict[str, str] = dict(defaults or {})
     env.update(service_env(services, ns, links))
+    lookups = {"ConfigMap": configmaps, "Secret": secrets}
     for source in container.get("envFrom") or []:
         prefix = str(source.get("prefix") or "")
-        if "configMapRef" in source:
-            ref = source["configMapRef"] or {}
-            cm = configmaps(str(ref.get("name")))
-            if cm is None:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(f'configmap "{ref.get("name")}" not found')
-            for k, v in (cm.get("data") or {}).items():
-                if _ENV_NAME.match(prefix + k):
-                    env[prefix + k] = str(v)
-        elif "secretRef" in source:
-            ref = source["secretRef"] or {}
-            secret = secrets(str(ref.get("name")))
-            if secret is None:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(f'secret "{ref.get("name")}" not found')
-            for k, v in _secret_data(secret).items():
-                if _ENV_NAME.match(prefix + k):
-                    env[prefix + k] = v
+        for kind, field, _ in _SOURCES:
+            if field in source:
+                for k, v in (_source(lookups[kind], kind, source[field] or {}) or {}).items():
+                    if _ENV_NAME.match(prefix + k):
+                        env[prefix + k] = v
     for item in container.get("env") or []:
         name = str(item.get("name") or "")
         if not name:
@@ -281,14 +264,12 @@ def container_env(
                 env[name] = _field(ctx, str((src["fieldRef"] or {}).get("fieldPath") or ""))
             elif "resourceFieldRef" in src:
                 env[name] = _resource(ctx, container, src["resourceFieldRef"] or {})
-            elif "configMapKeyRef" in src:
-                value = _configmap_value(configmaps, src["configMapKeyRef"] or {})
-                if value is not None:
-                    env[name] = value
-            elif "secretKeyRef" in src:
-                value = _secret_value(secrets, src["secretKeyRef"] or {})
-                if value is not None:
-                    env[name] = value
+            else:
+                for kind, _, field in _SOURCES:
+                    if field in src:
+                        value = _key_ref(lookups[kind], kind, src[field] or {}, ns)
+                        if value is not None:
+                            env[name] = value
             continue
         env[name] = expand(str(item.get("value") or ""), env)
     return env
