@@ -159,3 +159,15 @@ def apiserver_fixture(*extra: str) -> Any:
             etcd_server.stop(etcd_layout)
 
     return fixture
+
+
+@pytest.fixture(scope="module")
+def core(api: ApiServerForTest) -> Iterator[Any]:
+    """The official Python client's CoreV1Api on the module's apiserver (its `api` fixture)."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    cfg = k8s.Configuration()
+    k8s_config.load_kube_config(str(api.kubeconfig), client_configuration=cfg)
+    with k8s.ApiClient(cfg) as c:
+        yield k8s.CoreV1Api(c)

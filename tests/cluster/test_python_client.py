@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 
 from netlab.cluster.client import ApiClient
@@ -20,14 +18,6 @@ from tests.cluster.conftest import ApiServerForTest, apiserver_fixture
 pytestmark = pytest.mark.etcd
 
 api = apiserver_fixture()
-
-
-@pytest.fixture(scope="module")
-def core(api: ApiServerForTest) -> Iterator[k8s.CoreV1Api]:
-    cfg = k8s.Configuration()
-    k8s_config.load_kube_config(str(api.kubeconfig), client_configuration=cfg)
-    with k8s.ApiClient(cfg) as c:
-        yield k8s.CoreV1Api(c)
 
 
 def pod(name: str, **labels: str) -> k8s.V1Pod:

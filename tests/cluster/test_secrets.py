@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 
 from tests.cluster.conftest import ApiServerForTest, apiserver_fixture
 
@@ -190,14 +188,6 @@ def test_immutable_data_stays(api: ApiServerForTest, kind: str) -> None:
     assert "immutable: Forbidden" in out.stderr, out.stderr
     api.kubectl("label", kind, name, "still=changeable")  # metadata is not frozen
     api.kubectl("delete", kind, name)
-
-
-@pytest.fixture(scope="module")
-def core(api: ApiServerForTest) -> Iterator[k8s.CoreV1Api]:
-    cfg = k8s.Configuration()
-    k8s_config.load_kube_config(str(api.kubeconfig), client_configuration=cfg)
-    with k8s.ApiClient(cfg) as c:
-        yield k8s.CoreV1Api(c)
 
 
 def test_python_client_creates_and_reads(core: k8s.CoreV1Api) -> None:
