@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import importlib
 import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from netlab.cni.skel import Plugin
+
+if TYPE_CHECKING:
+    from netlab.cni.delegate import Delegates
 
 # launcher name -> (module, class)
 PLUGINS = {
@@ -39,3 +44,11 @@ def make_plugin(name: str, netns: str | None) -> Plugin:
             plugin = getattr(importlib.import_module(module), cls)(netns)
             _instances[(name, netns)] = plugin
         return plugin
+
+
+def delegates(env: Mapping[str, str], netns: str | None) -> Delegates:
+    """The delegates of a plugin acting in `netns`: netlab's own plugins run in-process (the
+    same instances as direct calls), others are exec'd."""
+    from netlab.cni.delegate import Delegates
+
+    return Delegates(env, netns=netns, in_process=lambda key: make_plugin(key, netns))

@@ -50,11 +50,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from cni.plugins import make_plugin
+from cni.plugins import delegates
 from cni.plugins.host_local import valid_attachments
 from netlab import kernel
-from netlab.cni.delegate import Delegates
-from netlab.cni.skel import OWN_NETNS, CmdArgs
+from netlab.cni.skel import CmdArgs
 from netlab.cni.types import (
     DNS,
     INTERNAL,
@@ -203,16 +202,7 @@ class BridgePlugin:
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns  # the node's namespace; None: this process's own
-        self.own_netns = netns or OWN_NETNS
         self.node = NodeHandles(netns)
-
-    def _delegates(self, a: CmdArgs) -> Delegates:
-        return Delegates(
-            a.env,
-            netns=self.netns,
-            in_process=lambda key: make_plugin(key, self.netns),
-            own_netns=self.own_netns,
-        )
 
     # ADD ----------------------------------------------------------------------------------
 
@@ -250,10 +240,10 @@ class BridgePlugin:
 
         ipam = Result(cni_version=a.cni_version)
         if conf.ipam_type:
-            delegates = self._delegates(a)
+            ipam_plugins = delegates(a.env, self.netns)
             ipam_type = conf.ipam_type
-            ipam = delegates.add(ipam_type, a.stdin)
-            undo.push("IPAM reservation", lambda: delegates.delete(ipam_type, a.stdin))
+            ipam = ipam_plugins.add(ipam_type, a.stdin)
+            undo.push("IPAM reservation", lambda: ipam_plugins.delete(ipam_type, a.stdin))
             if not ipam.ips:
                 raise CniError(INTERNAL, "IPAM plugin returned missing IP config")
         ips = [IPConfig(ip.address, ip.gateway, interface=2) for ip in ipam.ips]
@@ -384,7 +374,7 @@ class BridgePlugin:
         errors: list[Exception] = []
         if conf.ipam_type:
             try:
-                self._delegates(a).delete(conf.ipam_type, a.stdin)
+                delegates(a.env, self.netns).delete(conf.ipam_type, a.stdin)
             except CniError as e:
                 errors.append(e)
         if a.netns:
@@ -443,7 +433,7 @@ class BridgePlugin:
         if prev is None:
             raise CniError(INVALID_NETWORK_CONFIG, "Required prevResult missing")
         if conf.ipam_type:
-            self._delegates(a).check(conf.ipam_type, a.stdin)
+            delegates(a.env, self.netns).check(conf.ipam_type, a.stdin)
         pod_index = next(
             (i for i, itf in enumerate(prev.interfaces) if itf.name == a.ifname and itf.sandbox == a.netns),
             None,
@@ -484,7 +474,7 @@ class BridgePlugin:
         errors: list[Exception] = []
         if conf.ipam_type:
             try:
-                self._delegates(a).gc(conf.ipam_type, a.stdin)
+                delegates(a.env, self.netns).gc(conf.ipam_type, a.stdin)
             except CniError as e:
                 errors.append(e)
         if conf.ip_masq:
@@ -501,4 +491,4 @@ class BridgePlugin:
     def status(self, a: CmdArgs) -> None:
         conf = parse_bridge_conf(a.config)
         if conf.ipam_type:
-            self._delegates(a).status(conf.ipam_type, a.stdin)
+            delegates(a.env, self.netns).status(conf.ipam_type, a.stdin)

@@ -38,10 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cni.plugins import make_plugin
+from cni.plugins import delegates
 from cni.plugins.host_local import valid_attachments
-from netlab.cni.delegate import Delegates
-from netlab.cni.skel import OWN_NETNS, CmdArgs
+from netlab.cni.skel import CmdArgs
 from netlab.cni.types import (
     DECODING_FAILURE,
     INVALID_NETWORK_CONFIG,
@@ -182,15 +181,6 @@ class FlannelPlugin:
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
-        self.own_netns = netns or OWN_NETNS
-
-    def _delegates(self, a: CmdArgs) -> Delegates:
-        return Delegates(
-            a.env,
-            netns=self.netns,
-            in_process=lambda key: make_plugin(key, self.netns),
-            own_netns=self.own_netns,
-        )
 
     def add(self, a: CmdArgs) -> Result:
         conf = parse_flannel_conf(a.config)
@@ -198,7 +188,7 @@ class FlannelPlugin:
         data = json.dumps(delegate).encode()
         save_delegate(conf, a.container_id, data)
         try:
-            return self._delegates(a).add(delegate["type"], data)
+            return delegates(a.env, self.netns).add(delegate["type"], data)
         except BaseException:
             _saved_path(conf, a.container_id).unlink(missing_ok=True)
             raise
@@ -213,7 +203,7 @@ class FlannelPlugin:
         saved = _load_saved(conf, a.container_id)
         if saved is None:
             return  # never added, or already deleted
-        self._delegates(a).delete(saved["type"], self._with_prev(a, saved))
+        delegates(a.env, self.netns).delete(saved["type"], self._with_prev(a, saved))
         _saved_path(conf, a.container_id).unlink(missing_ok=True)
 
     def check(self, a: CmdArgs) -> None:
@@ -221,7 +211,7 @@ class FlannelPlugin:
         saved = _load_saved(conf, a.container_id)
         if saved is None:
             raise CniError(INVALID_NETWORK_CONFIG, f"no saved delegate configuration for {a.container_id}")
-        self._delegates(a).check(saved["type"], self._with_prev(a, saved))
+        delegates(a.env, self.netns).check(saved["type"], self._with_prev(a, saved))
 
     def gc(self, a: CmdArgs) -> None:
         conf = parse_flannel_conf(a.config)
@@ -236,7 +226,7 @@ class FlannelPlugin:
         if env is not None:
             delegate = render_delegate(conf, env)
             delegate["cni.dev/valid-attachments"] = a.config.get("cni.dev/valid-attachments") or []
-            self._delegates(a).gc(delegate["type"], json.dumps(delegate).encode())
+            delegates(a.env, self.netns).gc(delegate["type"], json.dumps(delegate).encode())
 
     def status(self, a: CmdArgs) -> None:
         conf = parse_flannel_conf(a.config)

@@ -86,8 +86,9 @@ class Delegates:
     """Runs delegates for one plugin invocation.
 
     `env`: the invocation's environment. `netns`: the namespace the calling plugin acts in,
-    where an exec'd delegate runs too (None for a plugin process: its own; the node's for the
-    node's CNI server). `in_process(key)`: builds one of netlab's own plugins.
+    where an exec'd delegate runs too and an in-process one acts (None for a plugin process:
+    its own; the node's for the node's CNI server). `in_process(key)`: builds one of netlab's
+    own plugins.
     """
 
     def __init__(
@@ -95,13 +96,12 @@ class Delegates:
         env: Mapping[str, str],
         netns: str | None = None,
         in_process: Callable[[str], Plugin] | None = None,
-        own_netns: str = OWN_NETNS,
     ) -> None:
         self.env = env
         self.path = [p for p in env.get("CNI_PATH", "").split(":") if p]
         self.netns = netns
         self.in_process = in_process
-        self.own_netns = own_netns
+        self.own_netns = netns or OWN_NETNS
 
     def call(self, command: str, plugin_type: str, stdin: bytes) -> bytes:
         """Run `plugin_type` for `command`; its stdout, or its error as CniError."""
