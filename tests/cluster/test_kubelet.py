@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -28,6 +28,7 @@ from netlab.layout import Layout
 from netlab.runtime import sandbox
 from netlab.runtime.cgroups import CgroupTree
 from tests.cluster.conftest import ApiServerForTest, apiserver_fixture
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd]
 
@@ -80,17 +81,6 @@ def cluster(api: ApiServerForTest, module_layout: Layout) -> Iterator[Kubelets]:
         build.down(module_layout)
         assert CgroupTree(module_layout.prefix).leftovers() == []
         assert [ns for ns in kernel.list_netns() if ns.startswith(module_layout.prefix)] == []
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def nodes_ready(api: ApiServerForTest) -> set[str]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Callable
 from typing import Any
 
 from netlab.layout import Layout
+from tests import polling
 from tests.cluster.conftest import KUBECTL
 from tests.root.conftest import Cli
 
@@ -37,15 +37,9 @@ class Cluster:
         return self.json("get", "pods", "-l", selector)["items"]
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    """A lab's pods and rollouts take seconds: a minute's patience, polled five times a second."""
+    return polling.wait_for(check, what, timeout, interval=0.2)
 
 
 def is_ready(pod: dict[str, Any]) -> bool:

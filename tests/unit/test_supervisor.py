@@ -20,6 +20,7 @@ import pytest
 
 from netlab.lab import processes
 from netlab.lab.supervisor import Backoff, ChildStatus, SupervisorStatus, read_status
+from tests import polling
 
 CHILD = """
 import os, signal, sys, time
@@ -54,13 +55,8 @@ sup.run()
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+    """Restarts and stops are timed in tenths of a second here: poll often."""
+    return polling.wait_for(check, what, timeout, interval=0.02)
 
 
 class Running:
