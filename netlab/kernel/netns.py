@@ -23,7 +23,7 @@ import errno
 import os
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from netlab.errors import KernelError, NotFound
 
@@ -99,20 +99,11 @@ def ensure_netns(name: str) -> bool:
         return False
     except OSError as e:
         raise KernelError(f"cannot create network namespace {name}: {e.strerror}", e.errno) from e
-    box: dict[str, BaseException] = {}
-
-    def work() -> None:
-        try:
-            _unshare_and_mount(path)
-        except BaseException as e:  # handed to the caller's thread below
-            box["error"] = e
-
-    t = threading.Thread(target=work, name=f"netns-add:{name}")
-    t.start()
-    t.join()
-    if "error" in box:
+    try:
+        _on_thread(lambda: _unshare_and_mount(path), f"netns-add:{name}")
+    except BaseException:
         os.unlink(path)
-        raise box["error"]
+        raise
     return True
 
 
@@ -203,18 +194,28 @@ def run_in_netns(name_or_path: str | None, fn: Callable[[], T]) -> T:
     if name_or_path is None:
         return fn()
     path = netns_path(name_or_path)
-    box: dict[str, object] = {}
+
+    def work() -> T:
+        setns_current_thread(path)
+        return fn()
+
+    return _on_thread(work, f"netns:{name_or_path}")
+
+
+def _on_thread(fn: Callable[[], T], name: str) -> T:
+    """`fn()` on a new thread, waited for: its result, or its exception in the caller's thread.
+    Namespace changes (setns, unshare) stay with that thread and end with it."""
+    box: dict[str, Any] = {}
 
     def work() -> None:
         try:
-            setns_current_thread(path)
             box["value"] = fn()
         except BaseException as e:  # handed to the caller's thread below
             box["error"] = e
 
-    t = threading.Thread(target=work, name=f"netns:{name_or_path}")
+    t = threading.Thread(target=work, name=name)
     t.start()
     t.join()
     if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
