@@ -7,10 +7,12 @@ fixture removes all of them, and kills whatever still runs inside, after each te
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,23 @@ from netlab.kernel import Rtnl
 from netlab.layout import Layout
 
 REFERENCE_DIR = "/usr/lib/cni"
+
+
+@contextlib.contextmanager
+def cni_server(netns: str) -> Iterator[None]:
+    """`netlab cni-server` for `netns`, serving while the block runs; it must stop cleanly."""
+    from cni.server import wait_serving
+
+    netlab = Path(sys.executable).parent / "netlab"
+    proc = subprocess.Popen(
+        [str(netlab), "cni-server", "--netns", netns], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_serving(netns, alive=lambda: proc.poll() is None)
+        yield
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
 
 
 def make_node(layout: Layout, name: str = "node") -> str:

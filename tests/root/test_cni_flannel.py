@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from ipaddress import IPv4Interface, IPv4Network
@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from cni.install import install_plugins
-from cni.server import wait_serving
 from netlab import kernel
 from netlab.cni.runtime import CniRuntime
 from netlab.cni.types import CniError
@@ -66,20 +65,8 @@ class Node:
 @pytest.fixture(params=["server", "no-server"])
 def node(request: pytest.FixtureRequest, layout: Layout, tmp_path: Path) -> Iterator[Node]:
     n = Node(layout, tmp_path)
-    proc = None
-    if request.param == "server":
-        proc = subprocess.Popen(
-            [str(NETLAB), "cni-server", "--netns", n.netns],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_serving(n.netns, alive=lambda: proc.poll() is None)
-    try:
+    with cnilab.cni_server(n.netns) if request.param == "server" else contextlib.nullcontext():
         yield n
-    finally:
-        if proc is not None:
-            proc.terminate()
-            assert proc.wait(timeout=30) == 0
 
 
 def test_try_again_until_subnet_env_then_add_check_del(node: Node) -> None:

@@ -8,6 +8,7 @@ namespace that plays the node, through our runtime or executed directly with env
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ipaddress
 import json
 import os
@@ -84,18 +85,8 @@ def node(request: pytest.FixtureRequest, layout: Layout, tmp_path: Path) -> Iter
     bin_dir = layout.cni_bin_dir
     install_plugins(bin_dir)
     n = Node(layout, ns, bin_dir, tmp_path / "ipam", request.param == "server")
-    proc = None
-    if n.server:
-        proc = subprocess.Popen(
-            [str(NETLAB), "cni-server", "--netns", ns], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
-        )
-        wait_serving(ns, alive=lambda: proc.poll() is None)
-    try:
+    with cnilab.cni_server(ns) if n.server else contextlib.nullcontext():
         yield n
-    finally:
-        if proc is not None:
-            proc.terminate()
-            assert proc.wait(timeout=30) == 0
 
 
 def error_of(proc: subprocess.CompletedProcess[bytes]) -> dict[str, Any]:
