@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netlab.cluster.client import ApiClient
+from netlab.cluster.informer import Informer, key_of
 from netlab.cluster.status import ApiError
 from netlab.cluster.workqueue import WorkQueue
 
@@ -42,6 +43,14 @@ class Controller:
 
     def enqueue(self, key: str) -> None:
         self.queue.add(key)
+
+    def enqueue_changes(self, informer: Informer) -> None:
+        """Sync an object's own key whenever it is added, updated or deleted."""
+        informer.add_handler(
+            lambda obj: self.enqueue(key_of(obj)),
+            lambda old, obj: self.enqueue(key_of(obj)),
+            lambda obj: self.enqueue(key_of(obj)),
+        )
 
     def sync(self, key: str) -> None:
         raise NotImplementedError

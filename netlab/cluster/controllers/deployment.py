@@ -650,12 +650,8 @@ class DeploymentController(Controller):
         deployments.add_index("namespace", index_by_namespace)
         replicasets.add_index("namespace", index_by_namespace)
         pods.add_index("controller", index_by_controller)
-        deployments.add_handler(
-            lambda d: self.enqueue(key_of(d)),
-            lambda old, d: self.enqueue(key_of(d)),
-            lambda d: self.enqueue(key_of(d)),
-        )
-        replicasets.add_handler(self._rs_changed, lambda old, rs: self._rs_updated(old, rs), self._rs_changed)
+        self.enqueue_changes(deployments)
+        replicasets.add_handler(self._rs_changed, self._rs_updated, self._rs_changed)
         pods.add_handler(on_delete=self._pod_deleted)
 
     # handlers ------------------------------------------------------------------------------

@@ -353,11 +353,7 @@ class EndpointSliceController(Controller):
         services.add_index("namespace", index_by_namespace)
         pods.add_index("namespace", index_by_namespace)
         slices.add_index("service", self._slice_service)
-        services.add_handler(
-            lambda s: self.enqueue(key_of(s)),
-            lambda old, s: self.enqueue(key_of(s)),
-            lambda s: self.enqueue(key_of(s)),
-        )
+        self.enqueue_changes(services)
         pods.add_handler(self._pod_added, self._pod_updated, self._pod_added)
         slices.add_handler(self._slice_changed, lambda old, s: self._slice_changed(s), self._slice_changed)
         endpoints.add_handler(on_delete=lambda e: self.enqueue(key_of(e)))
