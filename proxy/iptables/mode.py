@@ -61,6 +61,8 @@ from proxy.model import ServicePortName, Snapshot
 
 log = logging.getLogger(__name__)
 
+Ports = dict[ServicePortName, PortRules]
+Chains = dict[Chain, tuple[str, ...]]
 _KUBE_CHAIN = re.compile(r"^:(KUBE-\S+)", re.MULTILINE)  # a chain declaration in iptables-save
 
 
@@ -138,76 +140,83 @@ class IptablesMode:
     def sync(self, snapshot: Snapshot, changed: frozenset[ServicePortName] | None) -> None:
         large = is_large(snapshot)
         full = changed is None or self._applied is None or large != self._large
-        comments = not large
-        old = self._snapshot
-        if full:
-            # rendering is pure, so unchanged ports reuse theirs; each port goes to
-            # iptables-restore as it is rendered, and the kernel's state is read meanwhile
-            reuse = old is not None and large == self._large
-            kernel_state = self._reader.submit(read_kernel_state, self.netns, self.backend, JUMP_RULES)
-            ports = {}
-
-            def rendered() -> Iterator[PortRules]:
-                for spn in sorted(snapshot.services):
-                    if reuse and spn in self._ports and _same(old, snapshot, spn):
-                        ports[spn] = self._ports[spn]
-                    else:
-                        eps = snapshot.endpoints_of(spn)
-                        ports[spn] = render_service_port(snapshot.services[spn], eps, self.node, comments)
-                    yield ports[spn]
-
-            def state() -> KernelState:
-                ensure_bridge_netfilter(self.netns)
-                return kernel_state.result()
-
-            touched: frozenset[ServicePortName] = frozenset(snapshot.services) | frozenset(
-                old.services if old else ()
-            )
-            try:
-                if self.backend == "legacy":
-                    chunks = full_restore_chunks(rendered(), state)
-                    text = iptables_restore_stream(self.netns, chunks, self.backend)
-                else:
-                    # iptables-nft slows down when declarations follow rules (19 s instead of
-                    # 6.6 s at 5,000 services), and it gains nothing from the pipeline: its cost
-                    # is its own user space. Every declaration first, in one piece.
-                    for _ in rendered():
-                        pass
-                    existing, jumps = state()
-                    text = insert_jumps(restore_text(assemble(ports.values()), None, existing), jumps)
-                    iptables_restore(self.netns, text, self.backend)
-            except Exception:
-                self._applied = None  # unknown kernel state: the retry rewrites everything
-                raise
-            desired = assemble(ports.values())
-        else:
-            assert changed is not None and self._applied is not None
-            ports = dict(self._ports)
-            new = []
-            reorder = False
-            for spn in changed:
-                if spn in snapshot.services:
-                    eps = snapshot.endpoints_of(spn)
-                    reorder |= spn not in ports
-                    ports[spn] = render_service_port(snapshot.services[spn], eps, self.node, comments)
-                    new.append(ports[spn])
-                elif spn in ports:
-                    del ports[spn]
-            if reorder:
-                ports = {spn: ports[spn] for spn in sorted(ports)}
-            olds = [self._ports[spn] for spn in changed if spn in self._ports]
-            desired, only = reassemble(self._applied, ports.values(), olds, new)
-            touched = changed
-            text = restore_text(desired, self._applied, only=only)
-            try:
-                iptables_restore(self.netns, text, self.backend)
-            except Exception:
-                self._applied = None
-                raise
+        try:
+            if full:
+                ports, desired, text = self._full_sync(snapshot, large)
+                touched = frozenset(snapshot.services) | frozenset(
+                    self._snapshot.services if self._snapshot else ()
+                )
+            else:
+                assert changed is not None
+                ports, desired, text = self._partial_sync(snapshot, changed, large)
+                touched = changed
+        except Exception:
+            self._applied = None  # unknown kernel state: the retry rewrites everything
+            raise
         self.last_restore = text
-        for d in plan_conntrack_cleanup(old, snapshot, touched, self.node.name):
+        for d in plan_conntrack_cleanup(self._snapshot, snapshot, touched, self.node.name):
             delete_conntrack(self.netns, d.protocol, d.orig_dst, d.orig_port_dst, d.dst_nat)
         self._ports, self._applied, self._snapshot, self._large = ports, desired, snapshot, large
+
+    def _full_sync(self, snapshot: Snapshot, large: bool) -> tuple[Ports, Chains, str]:
+        """Every chain rewritten; rendering is pure, so unchanged ports reuse theirs. On the
+        legacy backend each port goes to iptables-restore as it is rendered, and the kernel's
+        state is read meanwhile."""
+        old = self._snapshot
+        reuse = old is not None and large == self._large
+        kernel_state = self._reader.submit(read_kernel_state, self.netns, self.backend, JUMP_RULES)
+        ports: Ports = {}
+
+        def rendered() -> Iterator[PortRules]:
+            for spn in sorted(snapshot.services):
+                if reuse and spn in self._ports and _same(old, snapshot, spn):
+                    ports[spn] = self._ports[spn]
+                else:
+                    eps = snapshot.endpoints_of(spn)
+                    ports[spn] = render_service_port(snapshot.services[spn], eps, self.node, not large)
+                yield ports[spn]
+
+        def state() -> KernelState:
+            ensure_bridge_netfilter(self.netns)
+            return kernel_state.result()
+
+        if self.backend == "legacy":
+            text = iptables_restore_stream(self.netns, full_restore_chunks(rendered(), state), self.backend)
+            return ports, assemble(ports.values()), text
+        # iptables-nft slows down when declarations follow rules (19 s instead of 6.6 s at
+        # 5,000 services), and it gains nothing from the pipeline: its cost is its own user
+        # space. Every declaration first, in one piece.
+        for _ in rendered():
+            pass
+        desired = assemble(ports.values())
+        existing, jumps = state()
+        text = insert_jumps(restore_text(desired, None, existing), jumps)
+        iptables_restore(self.netns, text, self.backend)
+        return ports, desired, text
+
+    def _partial_sync(
+        self, snapshot: Snapshot, changed: frozenset[ServicePortName], large: bool
+    ) -> tuple[Ports, Chains, str]:
+        """Only the changed ports re-rendered; only chains whose rules differ written."""
+        assert self._applied is not None
+        ports = dict(self._ports)
+        new = []
+        reorder = False
+        for spn in changed:
+            if spn in snapshot.services:
+                eps = snapshot.endpoints_of(spn)
+                reorder |= spn not in ports
+                ports[spn] = render_service_port(snapshot.services[spn], eps, self.node, not large)
+                new.append(ports[spn])
+            elif spn in ports:
+                del ports[spn]
+        if reorder:
+            ports = {spn: ports[spn] for spn in sorted(ports)}
+        olds = [self._ports[spn] for spn in changed if spn in self._ports]
+        desired, only = reassemble(self._applied, ports.values(), olds, new)
+        text = restore_text(desired, self._applied, only=only)
+        iptables_restore(self.netns, text, self.backend)
+        return ports, desired, text
 
     def cleanup(self) -> None:
         """Remove the jump rules and every KUBE chain this mode makes, in both backends."""
