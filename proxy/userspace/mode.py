@@ -17,6 +17,7 @@ traffic is node-local) restricts the relay to local endpoints.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from netlab.kernel import Rtnl
@@ -134,7 +135,7 @@ class UserspaceMode:
         dsts = node_ips if svc.node_port else frozenset()
         return LocalExternal(
             dsts | frozenset(svc.external_ips) | frozenset(svc.load_balancer_ips),
-            self.node.cluster_cidr,
+            ipaddress.ip_network(self.node.cluster_cidr),
             node_ips,
         )
 

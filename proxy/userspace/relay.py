@@ -107,7 +107,7 @@ class LocalExternal:
     """A service port's `externalTrafficPolicy: Local`, as its relay applies it."""
 
     destinations: frozenset[str]  # the node's addresses (its node port), external and LB IPs
-    cluster_cidr: str
+    pod_network: ipaddress.IPv4Network | ipaddress.IPv6Network
     node_ips: frozenset[str]
 
     def applies(self, client_ip: str, original_dst: str) -> bool:
@@ -116,9 +116,7 @@ class LocalExternal:
         if original_dst not in self.destinations:
             return False
         ip = ipaddress.ip_address(client_ip)
-        return not (
-            ip.is_loopback or client_ip in self.node_ips or ip in ipaddress.ip_network(self.cluster_cidr)
-        )
+        return not (ip.is_loopback or client_ip in self.node_ips or ip in self.pod_network)
 
 
 def original_dst(conn: socket.socket) -> str:
