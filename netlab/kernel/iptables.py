@@ -48,9 +48,8 @@ def _tool(backend: str, what: str = "", family: int = 4) -> str:
 
 def iptables_restore(netns: str | None, text: str, backend: str = DEFAULT_BACKEND, family: int = 4) -> None:
     """Apply restore input with `--noflush`: chains not named in `text` are left alone."""
-    if not text:
-        return
-    run(netns, [_tool(backend, "-restore", family), "--noflush", "-w", "5"], input=text, timeout=120)
+    if text:
+        iptables_restore_stream(netns, [text], backend, family)
 
 
 def iptables_restore_stream(
